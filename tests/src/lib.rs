@@ -1,0 +1,112 @@
+//! Shared harness for virc end-to-end tests: starts `virc_daemon::run`
+//! in-process on a temporary socket and data dir, and connects clients.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint, Uri};
+use virc_daemon::{
+    Listener,
+    config::{Config, Credentials},
+};
+
+/// A daemon running in this process.
+pub struct TestDaemon {
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), virc_daemon::DaemonError>>>,
+}
+
+/// A config for tests: everything under `dir`, no fsync (tmpfs-friendly).
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.daemon.data_dir = Some(dir.join("data"));
+    config.daemon.socket = Some(dir.join("virc.sock"));
+    config.events.fsync = false;
+    config
+}
+
+impl TestDaemon {
+    /// Starts a daemon with `config` on its Unix socket (plus `extra` listeners).
+    pub async fn start(
+        config: Config,
+        credentials: Credentials,
+        extra: Vec<Listener>,
+    ) -> Result<Self, virc_daemon::DaemonError> {
+        let socket = config.socket();
+        let data_dir = config.data_dir();
+        let mut listeners = vec![Listener::bind_unix(&socket).await?];
+        listeners.extend(extra);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(virc_daemon::run(
+            config,
+            credentials,
+            listeners,
+            async move {
+                let _ = rx.await;
+                "test shutdown".to_owned()
+            },
+        ));
+        // Wait until the store is open and the server answers.
+        for _ in 0..200 {
+            if let Ok(ch) = connect(&socket).await {
+                let mut sys = virc_proto::v1::system_client::SystemClient::new(ch);
+                if sys.status(virc_proto::v1::StatusRequest {}).await.is_ok() {
+                    return Ok(Self {
+                        socket,
+                        data_dir,
+                        stop: Some(tx),
+                        task: Some(task),
+                    });
+                }
+            }
+            if task.is_finished() {
+                return match task.await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(virc_daemon::DaemonError::Serve(
+                        "daemon exited at start".into(),
+                    )),
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Err(virc_daemon::DaemonError::Serve(
+            "daemon did not answer within 2 s".into(),
+        ))
+    }
+
+    /// A channel to the daemon's socket.
+    pub async fn channel(&self) -> Channel {
+        connect(&self.socket).await.expect("connect to test daemon")
+    }
+
+    /// Stops the daemon gracefully and waits for it.
+    pub async fn stop(mut self) -> Result<(), virc_daemon::DaemonError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| virc_daemon::DaemonError::Serve(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Connects a channel to a Unix socket.
+pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path = path.to_owned();
+    Endpoint::from_static("http://virc.invalid")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+}

@@ -1,0 +1,432 @@
+//! Rendering: every result as an aligned table for people and as stable JSON
+//! for scripts, from one place so the two cannot drift. The JSON shapes are
+//! documented in the README ("JSON output").
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+use virc_proto::v1::{self as pb, event::Payload};
+
+/// Formats a protobuf timestamp as RFC 3339 UTC with milliseconds.
+pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
+    let Some(ts) = ts else { return String::new() };
+    let days = ts.seconds.div_euclid(86_400);
+    let secs = ts.seconds.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        ts.nanos.max(0) / 1_000_000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A duration in seconds as "3d 4h", "5m 12s" or "42s".
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A proto enum's name without its prefix, lowercased: `SIDE_BUY` -> `buy`.
+pub fn enum_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+}
+
+fn opt(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
+/// Prints rows as left-aligned columns separated by two spaces.
+pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    (*c).to_owned()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Prints `key  value` pairs with the keys aligned.
+pub fn pairs(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<()> {
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        writeln!(out, "{k:<w$}  {v}")?;
+    }
+    Ok(())
+}
+
+/// `System.Status` as JSON.
+pub fn status_json(s: &pb::StatusResponse) -> Value {
+    json!({
+        "version": s.version,
+        "pid": s.pid,
+        "started_at": time(s.started_at.as_ref()),
+        "uptime_seconds": s.uptime_seconds,
+        "data_dir": s.data_dir,
+        "listeners": s.listeners,
+        "events": { "head": s.event_head, "tail": s.event_tail },
+        "bots": s.bots.iter().map(|b| (b.status.clone(), json!(b.count))).collect::<serde_json::Map<_, _>>(),
+        "exchanges": s.exchanges.iter().map(exchange_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One exchange connection as JSON.
+pub fn exchange_json(e: &pb::ExchangeInfo) -> Value {
+    json!({ "name": e.name, "kind": e.kind, "endpoint": e.endpoint, "state": e.state, "detail": opt(&e.detail), "default": e.is_default })
+}
+
+/// `System.Status` for people.
+pub fn status_human(out: &mut impl Write, s: &pb::StatusResponse) -> std::io::Result<()> {
+    let events = if s.event_head == 0 {
+        "empty".to_owned()
+    } else {
+        format!(
+            "seq {}..{} ({} kept)",
+            s.event_tail,
+            s.event_head,
+            s.event_head - s.event_tail + 1
+        )
+    };
+    let bots = s
+        .bots
+        .iter()
+        .map(|b| format!("{} {}", b.count, b.status))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let exchanges = if s.exchanges.is_empty() {
+        "none configured".to_owned()
+    } else {
+        s.exchanges
+            .iter()
+            .map(|e| format!("{} ({}, {})", e.name, e.kind, e.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    pairs(
+        out,
+        &[
+            (
+                "daemon",
+                format!("virc-daemon {} (pid {})", s.version, s.pid),
+            ),
+            (
+                "up",
+                format!(
+                    "{} since {}",
+                    duration(s.uptime_seconds),
+                    time(s.started_at.as_ref())
+                ),
+            ),
+            ("data dir", s.data_dir.clone()),
+            ("listening", s.listeners.join(", ")),
+            ("event log", events),
+            ("bots", bots),
+            ("exchanges", exchanges),
+        ],
+    )
+}
+
+/// The short name of an event's kind: "daemon_started", "order", ...
+pub fn event_kind(e: &pb::Event) -> &'static str {
+    match &e.payload {
+        None => "unknown",
+        Some(p) => match p {
+            Payload::DaemonStarted(_) => "daemon_started",
+            Payload::DaemonStopping(_) => "daemon_stopping",
+            Payload::BotCreated(_) => "bot_created",
+            Payload::BotStatus(_) => "bot_status",
+            Payload::BotStep(_) => "bot_step",
+            Payload::BotDeleted(_) => "bot_deleted",
+            Payload::Order(_) => "order",
+            Payload::Fill(_) => "fill",
+            Payload::MarketUpdate(_) => "market_update",
+            Payload::Connection(_) => "connection",
+            Payload::FeedGap(_) => "feed_gap",
+            Payload::Warning(_) => "warning",
+            Payload::ConfigReloaded(_) => "config_reloaded",
+        },
+    }
+}
+
+fn side(v: i32) -> String {
+    pb::Side::try_from(v).map_or_else(|_| v.to_string(), |s| enum_name(s.as_str_name(), "SIDE_"))
+}
+
+fn bot_status(v: i32) -> String {
+    pb::BotStatus::try_from(v).map_or_else(
+        |_| v.to_string(),
+        |s| enum_name(s.as_str_name(), "BOT_STATUS_"),
+    )
+}
+
+fn order_status(v: i32) -> String {
+    pb::OrderStatus::try_from(v).map_or_else(
+        |_| v.to_string(),
+        |s| enum_name(s.as_str_name(), "ORDER_STATUS_"),
+    )
+}
+
+/// An order as JSON.
+pub fn order_json(o: &pb::Order) -> Value {
+    json!({
+        "id": opt(&o.id), "client_oid": o.client_oid, "exchange": o.exchange, "product_id": o.product_id,
+        "side": side(o.side),
+        "type": pb::OrderType::try_from(o.order_type).map_or_else(|_| o.order_type.to_string(), |t| enum_name(t.as_str_name(), "ORDER_TYPE_")),
+        "price": opt(&o.price), "size": opt(&o.size), "funds": opt(&o.funds), "stop_price": opt(&o.stop_price),
+        "status": order_status(o.status),
+        "done_reason": pb::DoneReason::try_from(o.done_reason).ok().filter(|d| *d != pb::DoneReason::Unspecified).map(|d| enum_name(d.as_str_name(), "DONE_REASON_")),
+        "reason": opt(&o.reason), "filled_size": opt(&o.filled_size), "executed_value": opt(&o.executed_value),
+        "fill_fees": opt(&o.fill_fees), "created_at": opt(&time(o.created_at.as_ref())), "done_at": opt(&time(o.done_at.as_ref())),
+        "bot_id": opt(&o.bot_id),
+    })
+}
+
+/// A fill as JSON.
+pub fn fill_json(f: &pb::Fill) -> Value {
+    json!({
+        "trade_id": f.trade_id, "order_id": f.order_id, "client_oid": f.client_oid, "bot_id": opt(&f.bot_id),
+        "product_id": f.product_id, "side": side(f.side), "price": f.price, "size": f.size, "fee": f.fee,
+        "liquidity": pb::Liquidity::try_from(f.liquidity).map_or_else(|_| f.liquidity.to_string(), |l| enum_name(l.as_str_name(), "LIQUIDITY_")),
+        "time": time(f.time.as_ref()), "exchange": f.exchange,
+    })
+}
+
+/// A bot as JSON (summary fields; history when present).
+pub fn bot_json(b: &pb::Bot) -> Value {
+    json!({
+        "id": b.id, "name": b.name, "kind": b.kind, "status": bot_status(b.status), "status_reason": opt(&b.status_reason),
+        "exchange": b.exchange, "product_id": b.product_id, "current_step": opt(&b.current_step),
+        "created_at": time(b.created_at.as_ref()), "updated_at": time(b.updated_at.as_ref()),
+        "pnl": b.pnl.as_ref().map(|p| json!({
+            "currency": p.currency, "reserved": p.reserved, "fees_paid": p.fees_paid, "realized_profit": p.realized_profit,
+            "theoretical_cycle_profit": p.theoretical_cycle_profit, "theoretical_cycle_profit_pct": p.theoretical_cycle_profit_pct,
+            "cycles": p.cycles,
+        })),
+        "history": b.history.iter().map(|h| json!({"time": time(h.time.as_ref()), "description": h.description, "seq": h.seq})).collect::<Vec<_>>(),
+    })
+}
+
+/// An event as one JSON object: `{seq, time, kind, bot_id, product_id, data}`.
+pub fn event_json(e: &pb::Event) -> Value {
+    let data = match &e.payload {
+        None => Value::Null,
+        Some(p) => match p {
+            Payload::DaemonStarted(d) => json!({"version": d.version, "data_dir": d.data_dir}),
+            Payload::DaemonStopping(d) => json!({"reason": d.reason}),
+            Payload::BotCreated(d) => d.bot.as_ref().map_or(Value::Null, bot_json),
+            Payload::BotStatus(d) => {
+                json!({"from": bot_status(d.from), "to": bot_status(d.to), "reason": opt(&d.reason)})
+            }
+            Payload::BotStep(d) => json!({"description": d.description, "values": d.values}),
+            Payload::BotDeleted(d) => json!({"name": d.name}),
+            Payload::Order(d) => {
+                json!({"change": d.change, "order": d.order.as_ref().map_or(Value::Null, order_json)})
+            }
+            Payload::Fill(d) => fill_json(d),
+            Payload::MarketUpdate(d) => json!({
+                "ticker": d.ticker.as_ref().map(|t| json!({"price": t.price, "best_bid": opt(&t.best_bid), "best_ask": opt(&t.best_ask), "change_24h_pct": opt(&t.change_24h_pct), "time": time(t.time.as_ref())})),
+            }),
+            Payload::Connection(d) => {
+                json!({"exchange": d.exchange, "state": d.state, "detail": opt(&d.detail)})
+            }
+            Payload::FeedGap(d) => {
+                json!({"exchange": d.exchange, "channel": d.channel, "expected": d.expected, "received": d.received})
+            }
+            Payload::Warning(d) => json!({"source": d.source, "message": d.message}),
+            Payload::ConfigReloaded(d) => {
+                json!({"applied": d.applied, "needs_restart": d.needs_restart})
+            }
+        },
+    };
+    json!({
+        "seq": e.seq, "time": time(e.time.as_ref()), "kind": event_kind(e),
+        "bot_id": opt(&e.bot_id), "product_id": opt(&e.product_id), "data": data,
+    })
+}
+
+/// An event as one readable line: what happened, in words.
+pub fn event_summary(e: &pb::Event) -> String {
+    let Some(p) = &e.payload else {
+        return String::new();
+    };
+    match p {
+        Payload::DaemonStarted(d) => {
+            format!("virc-daemon {} started, data dir {}", d.version, d.data_dir)
+        }
+        Payload::DaemonStopping(d) => format!("daemon stopping: {}", d.reason),
+        Payload::BotCreated(d) => d.bot.as_ref().map_or_else(String::new, |b| {
+            format!("bot {} ({}) created on {}", b.name, b.kind, b.product_id)
+        }),
+        Payload::BotStatus(d) => {
+            let reason = if d.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.reason)
+            };
+            format!("bot {} -> {}{reason}", bot_status(d.from), bot_status(d.to))
+        }
+        Payload::BotStep(d) => d.description.clone(),
+        Payload::BotDeleted(d) => format!("bot {} deleted", d.name),
+        Payload::Order(d) => d.order.as_ref().map_or_else(String::new, |o| {
+            format!(
+                "{} {} {} {} @ {} ({})",
+                d.change,
+                side(o.side),
+                o.size,
+                o.product_id,
+                o.price,
+                order_status(o.status)
+            )
+        }),
+        Payload::Fill(f) => format!(
+            "fill {} {} {} @ {} fee {}",
+            side(f.side),
+            f.size,
+            f.product_id,
+            f.price,
+            f.fee
+        ),
+        Payload::MarketUpdate(d) => d.ticker.as_ref().map_or_else(String::new, |t| {
+            format!("{} {} ({}% 24h)", t.product_id, t.price, t.change_24h_pct)
+        }),
+        Payload::Connection(d) => format!(
+            "{} {}{}",
+            d.exchange,
+            d.state,
+            if d.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.detail)
+            }
+        ),
+        Payload::FeedGap(d) => format!(
+            "{} {} gap: expected {}, got {} (resynced)",
+            d.exchange, d.channel, d.expected, d.received
+        ),
+        Payload::Warning(d) => format!("[{}] {}", d.source, d.message),
+        Payload::ConfigReloaded(d) => format!(
+            "config reloaded; applied: {}; needs restart: {}",
+            d.applied.join(", "),
+            d.needs_restart.join(", ")
+        ),
+    }
+}
+
+/// One event line for people: `seq  time  kind  summary`.
+pub fn event_line(e: &pb::Event) -> String {
+    format!(
+        "{:>8}  {}  {:<15}  {}",
+        e.seq,
+        time(e.time.as_ref()),
+        event_kind(e),
+        event_summary(e)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let ts = prost_types::Timestamp {
+            seconds: 1_618_677_817,
+            nanos: 123_456_789,
+        };
+        assert_eq!(time(Some(&ts)), "2021-04-17T16:43:37.123Z");
+        assert_eq!(
+            time(Some(&prost_types::Timestamp {
+                seconds: 0,
+                nanos: 0
+            })),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            time(Some(&prost_types::Timestamp {
+                seconds: 951_782_400,
+                nanos: 0
+            })),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "alpha".into()],
+                vec!["1234".into(), "b".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    NAME\n1     alpha\n1234  b\n"
+        );
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(3 * 3600 + 120), "3h 2m");
+        assert_eq!(duration(2 * 86_400 + 3600), "2d 1h");
+    }
+}

@@ -1,0 +1,1 @@
+//! virc-core: the pure domain of virc, with no IO, no async runtime and no wall clock.

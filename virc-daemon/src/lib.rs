@@ -1,0 +1,21 @@
+//! virc-daemon: the only part of virc with IO. It owns configuration,
+//! storage, the event bus and the gRPC API, and runs them in [`run`].
+//!
+//! # Layout
+//! - [`config`]: TOML config and the credentials file.
+//! - [`paths`]: default data directory, socket and config locations.
+//! - [`store`]: sled storage behind typed methods.
+//! - [`events`]: the event bus with its persisted, resumable log.
+//! - [`api`]: the tonic services of `virc.v1`.
+//! - [`server`]: [`run`], listeners and staged shutdown.
+//! - [`clock`]: the source of "now".
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod paths;
+pub mod server;
+pub mod store;
+
+pub use server::{DaemonError, Listener, run};

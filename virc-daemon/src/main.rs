@@ -1,0 +1,173 @@
+//! `virc-daemon`: loads the config, starts logging, binds the listeners and
+//! calls [`virc_daemon::run`].
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser;
+use virc_daemon::{
+    Listener,
+    config::{Config, Credentials, LogFormat, LogLevel},
+};
+
+/// The virc trading daemon: exchange connections, simulated matching, bots, and the gRPC API that `virc` drives.
+#[derive(Debug, Parser)]
+#[command(name = "virc-daemon", version, about, long_about = None)]
+struct Args {
+    /// Config file (TOML). Default: $VIRC_CONFIG, ~/.config/virc/virc.toml, /etc/virc/virc.toml, else built-in defaults.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (store and lock). Overrides daemon.data_dir.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Unix socket to listen on. Overrides daemon.socket.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Also listen on TCP (bearer token required). Overrides daemon.tcp.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<SocketAddr>,
+    /// Credentials file (mode 0600). Overrides daemon.credentials_file.
+    #[arg(long, value_name = "PATH")]
+    credentials: Option<PathBuf>,
+    /// Log level. Overrides daemon.log_level; RUST_LOG overrides both.
+    #[arg(long, value_enum)]
+    log_level: Option<LogLevel>,
+    /// Log format: human lines or JSON for journald/ingest. Overrides daemon.log_format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Validate the config and credentials, print a summary, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match load(&args) {
+        Ok((config, credentials)) if args.check_config => {
+            println!(
+                "config ok: {}",
+                config
+                    .source
+                    .as_ref()
+                    .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string())
+            );
+            println!("data dir:  {}", config.data_dir().display());
+            println!("socket:    {}", config.socket().display());
+            if let Some(tcp) = config.daemon.tcp {
+                println!(
+                    "tcp:       {tcp} (token {})",
+                    if credentials.api_token.is_some() {
+                        "set"
+                    } else {
+                        "missing"
+                    }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((config, credentials)) => {
+            init_tracing(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("virc-daemon: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config, credentials)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "virc-daemon failed");
+                    eprintln!("virc-daemon: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("virc-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &Args) -> anyhow::Result<(Config, Credentials)> {
+    let mut config = Config::load(args.config.as_deref())?;
+    let d = &mut config.daemon;
+    if let Some(v) = &args.data_dir {
+        d.data_dir = Some(v.clone());
+    }
+    if let Some(v) = &args.socket {
+        d.socket = Some(v.clone());
+    }
+    if let Some(v) = args.tcp {
+        d.tcp = Some(v);
+    }
+    if let Some(v) = &args.credentials {
+        d.credentials_file = Some(v.clone());
+    }
+    if let Some(v) = args.log_level {
+        d.log_level = v;
+    }
+    if let Some(v) = args.log_format {
+        d.log_format = v;
+    }
+    let credentials = Credentials::load(config.daemon.credentials_file.as_deref())?;
+    config.validate(&credentials)?;
+    Ok((config, credentials))
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.daemon.log_level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.daemon.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(config: Config, credentials: Credentials) -> anyhow::Result<()> {
+    let mut listeners = vec![
+        Listener::bind_unix(&config.socket())
+            .await
+            .context("failed to bind the gRPC socket")?,
+    ];
+    if let Some(addr) = config.daemon.tcp {
+        listeners.push(
+            Listener::bind_tcp(addr)
+                .await
+                .context("failed to bind the TCP listener")?,
+        );
+    }
+    virc_daemon::run(config, credentials, listeners, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> String {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (t, i) => {
+            tracing::error!(
+                term = t.is_ok(),
+                int = i.is_ok(),
+                "Cannot install signal handlers; stop the daemon with System.Shutdown"
+            );
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM".into(),
+        _ = int.recv() => "SIGINT".into(),
+    }
+}

@@ -1,0 +1,302 @@
+//! `run`: wires storage, the event bus and the gRPC services together, serves
+//! them on the given listeners, and shuts down in stages.
+//!
+//! # Shutdown stages
+//! 1. A `daemon_stopping` event is published and `grpc.health.v1` turns
+//!    NOT_SERVING.
+//! 2. The stop token is cancelled: servers stop accepting, event streams end
+//!    with `UNAVAILABLE "daemon shutting down; resume from sequence N"`.
+//! 3. Servers and actors are awaited up to `daemon.shutdown_grace`, then aborted.
+//! 4. The store is flushed last, because everything above may still write.
+
+use std::{
+    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use tokio::{
+    net::{TcpListener, UnixListener},
+    task::JoinSet,
+};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Status, transport::Server};
+use virc_proto::v1::{
+    self as pb, event::Payload, events_server::EventsServer, system_server::SystemServer,
+};
+
+use crate::{
+    api::{EventsService, SystemService, system::DaemonInfo},
+    clock::{Clock, SystemClock},
+    config::{Config, Credentials},
+    events::{Draft, EventBus},
+    store::{Store, StoreError},
+};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Storage could not be opened or flushed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener could not be set up.
+    #[error("{0}")]
+    Listen(String),
+    /// The configuration does not fit together.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+}
+
+/// A bound listening socket for the gRPC API.
+#[derive(Debug)]
+pub enum Listener {
+    /// A Unix socket (the default), removed again on shutdown.
+    Unix {
+        /// The bound socket.
+        listener: UnixListener,
+        /// Its path.
+        path: PathBuf,
+    },
+    /// A TCP socket; every call must carry the API bearer token.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds a Unix socket at `path` with mode 0660, creating its directory
+    /// (mode 0750) if needed. A stale socket file left by a crashed daemon is
+    /// replaced; a live one is an error.
+    pub async fn bind_unix(path: &Path) -> Result<Self, DaemonError> {
+        let err = |what: &str, e: std::io::Error| {
+            DaemonError::Listen(format!("cannot {what} {}: {e}", path.display()))
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o750)
+                    .create(parent)
+                    .map_err(|e| err("create the directory of socket", e))?;
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if tokio::net::UnixStream::connect(path).await.is_ok() {
+                    return Err(DaemonError::Listen(format!(
+                        "another daemon is already listening on {}; stop it first, or set --socket to another path",
+                        path.display()
+                    )));
+                }
+                std::fs::remove_file(path).map_err(|e| err("remove the stale socket", e))?;
+            }
+            Ok(_) => {
+                return Err(DaemonError::Listen(format!(
+                    "{} exists and is not a socket; remove it or choose another --socket",
+                    path.display()
+                )));
+            }
+            Err(_) => {}
+        }
+        let listener = UnixListener::bind(path).map_err(|e| err("listen on", e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| err("set the mode of", e))?;
+        Ok(Self::Unix {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Binds a TCP socket.
+    pub async fn bind_tcp(addr: std::net::SocketAddr) -> Result<Self, DaemonError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Listen(format!("cannot listen on tcp {addr}: {e}")))?;
+        Ok(Self::Tcp(listener))
+    }
+
+    /// The address as `Status` reports it: "unix:PATH" or "tcp:ADDR".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unix { path, .. } => format!("unix:{}", path.display()),
+            Self::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp:?".into(), |a| format!("tcp:{a}")),
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (or `System.Shutdown` is
+/// called), then shuts down in stages. Tests call this with their own
+/// listeners and shutdown future.
+pub async fn run(
+    config: Config,
+    credentials: Credentials,
+    listeners: Vec<Listener>,
+    shutdown: impl Future<Output = String> + Send + 'static,
+) -> Result<(), DaemonError> {
+    config.validate(&credentials)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let data_dir = config.data_dir();
+    let store = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| DaemonError::Listen(format!("store opener failed: {e}")))??
+    };
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let (bus, events) = EventBus::new(
+        store.events(),
+        config.events.clone(),
+        clock.clone(),
+        stop.clone(),
+    )?;
+    tasks.spawn(bus.run(stop.clone()));
+
+    let info = DaemonInfo {
+        started_at: clock.now(),
+        started: Instant::now(),
+        data_dir: data_dir.clone(),
+        listeners: listeners.iter().map(Listener::describe).collect(),
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<String>();
+    let system = SystemService::new(info.clone(), events.clone(), shutdown_tx, stop.clone());
+    let events_service = EventsService::new(events.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SystemServer<SystemService>>().await;
+    health.set_serving::<EventsServer<EventsService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(virc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| DaemonError::Serve(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(virc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| DaemonError::Serve(format!("reflection: {e}")))?;
+
+    let mut servers = JoinSet::new();
+    let mut socket_paths = Vec::new();
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SystemServer::new(system))
+        .add_service(EventsServer::new(events_service));
+    let routes = routes.routes();
+    for listener in listeners {
+        let until = stop.clone().cancelled_owned();
+        match listener {
+            Listener::Unix { listener, path } => {
+                tracing::info!(socket = %path.display(), "Listening");
+                socket_paths.push(path);
+                let r = Server::builder().add_routes(routes.clone());
+                servers.spawn(async move {
+                    r.serve_with_incoming_shutdown(UnixListenerStream::new(listener), until)
+                        .await
+                });
+            }
+            Listener::Tcp(listener) => {
+                tracing::info!(addr = ?listener.local_addr().ok(), "Listening on TCP (bearer token required)");
+                let creds = credentials.clone();
+                let auth = move |req: Request<()>| check_token(&creds, &req).map(|()| req);
+                let r = Server::builder()
+                    .layer(tonic::service::InterceptorLayer::new(auth))
+                    .add_routes(routes.clone());
+                servers.spawn(async move {
+                    r.serve_with_incoming_shutdown(TcpListenerStream::new(listener), until)
+                        .await
+                });
+            }
+        }
+    }
+
+    let started = pb::DaemonStarted {
+        version: env!("CARGO_PKG_VERSION").into(),
+        data_dir: data_dir.display().to_string(),
+    };
+    if let Err(e) = events
+        .publish(Draft::new(Payload::DaemonStarted(started)))
+        .await
+    {
+        tracing::warn!(error = %e, "Cannot record daemon_started");
+    }
+    tracing::info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "virc-daemon ready");
+
+    let reason = tokio::select! {
+        reason = shutdown => reason,
+        Ok(reason) = shutdown_rx => reason,
+        Some(res) = servers.join_next() => {
+            let why = match res {
+                Ok(Ok(())) => "a server stopped unexpectedly".to_owned(),
+                Ok(Err(e)) => format!("a server failed: {e}"),
+                Err(e) => format!("a server task failed: {e}"),
+            };
+            tracing::error!(reason = %why, "Shutting down");
+            why
+        }
+    };
+    tracing::info!(%reason, "Shutting down");
+    events
+        .emit(Draft::new(Payload::DaemonStopping(pb::DaemonStopping {
+            reason,
+        })))
+        .await;
+    health
+        .set_not_serving::<SystemServer<SystemService>>()
+        .await;
+    health
+        .set_not_serving::<EventsServer<EventsService>>()
+        .await;
+    stop.cancel();
+
+    let grace = config.daemon.shutdown_grace.0;
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => {
+                tracing::warn!("Tasks still running after the grace period; aborting them");
+                servers.abort_all();
+                tasks.abort_all();
+                break;
+            }
+            next = async {
+                match servers.join_next().await {
+                    Some(r) => Some(r.map(|_| ())),
+                    None => tasks.join_next().await,
+                }
+            } => if next.is_none() { break },
+        }
+    }
+    store.flush().await?;
+    for path in socket_paths {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Checks `authorization: Bearer <token>` against the configured API token.
+fn check_token(creds: &Credentials, req: &Request<()>) -> Result<(), Status> {
+    let presented = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if creds.token_matches(token) => Ok(()),
+        Some(_) => Err(Status::unauthenticated("invalid API token")),
+        None => Err(Status::unauthenticated(
+            "missing API token: the TCP listener needs `authorization: Bearer <token>` (virc --token or VIRC_TOKEN)",
+        )),
+    }
+}

@@ -1,0 +1,328 @@
+//! Persistent storage: one sled database in the data directory, behind typed
+//! methods so that key layouts and durability rules live in this file only.
+//!
+//! # Layout
+//! - `meta`: `schema_version` (u32, big-endian).
+//! - `events`: key = sequence number (u64, big-endian, so iteration is in
+//!   order), value = the protobuf-encoded `virc.v1.Event`. Protobuf is the
+//!   value format because the event is the API's own versioned type: a newer
+//!   daemon reads older events unchanged.
+//!
+//! # Exclusive use
+//! A `virc.lock` file in the data directory is locked (`flock`) for the
+//! lifetime of the [`Store`]; a second daemon on the same directory fails
+//! fast with [`StoreError::Locked`] instead of sharing the database.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read, Seek, Write},
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+/// Schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error(
+        "data dir {dir} is in use by another virc-daemon{holder}; stop that daemon first, or start this one with another --data-dir"
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// " (pid N)" when the holder's pid is known.
+        holder: String,
+    },
+    /// The data was written by a newer virc.
+    #[error(
+        "data dir {dir} holds schema version {found}, written by a newer virc; this virc-daemon reads up to version {supported}: upgrade virc-daemon, or use another --data-dir"
+    )]
+    NewerSchema {
+        /// The data directory.
+        dir: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+    /// A file-system error on the data directory.
+    #[error("cannot use data dir {dir}: {source}")]
+    Io {
+        /// The data directory.
+        dir: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An error inside sled.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt record in tree {tree}: {detail}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// The daemon's database and the lock on its directory.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    dir: PathBuf,
+    _lock: std::sync::Arc<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, taking its lock.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_owned(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io)?;
+        let lock = lock_dir(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        check_schema(&db, dir)?;
+        let events = db.open_tree("events")?;
+        Ok(Self {
+            db,
+            events,
+            dir: dir.to_owned(),
+            _lock: std::sync::Arc::new(lock),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes everything written so far to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The event log.
+    pub fn events(&self) -> EventLog {
+        EventLog {
+            tree: self.events.clone(),
+        }
+    }
+}
+
+/// The persisted event log: sequence number → encoded event.
+#[derive(Clone)]
+pub struct EventLog {
+    tree: sled::Tree,
+}
+
+impl EventLog {
+    /// Sequence numbers of the oldest and newest stored events.
+    pub fn bounds(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let first = self.tree.first()?;
+        let last = self.tree.last()?;
+        Ok(match (first, last) {
+            (Some((a, _)), Some((b, _))) => Some((decode_seq(&a)?, decode_seq(&b)?)),
+            _ => None,
+        })
+    }
+
+    /// Appends a batch of `(seq, encoded event)` atomically.
+    pub fn append(&self, batch: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (seq, bytes) in batch {
+            b.insert(&seq.to_be_bytes(), bytes.as_slice());
+        }
+        self.tree.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Flushes the log to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` events with sequence `>= from`, in order.
+    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+        self.tree
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((decode_seq(&k)?, v))
+            })
+            .collect()
+    }
+
+    /// Deletes events with sequence `< below`; returns how many were removed.
+    pub fn prune_below(&self, below: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for key in self.tree.range(..below.to_be_bytes()).keys() {
+            self.tree.remove(key?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = key.try_into().map_err(|_| StoreError::Corrupt {
+        tree: "events",
+        detail: format!("key of {} bytes", key.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("virc.lock");
+    let io = |source| StoreError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            return Err(StoreError::Locked {
+                dir: dir.to_owned(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
+}
+
+fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+    let meta = db.open_tree("meta")?;
+    match meta.get(SCHEMA_KEY)? {
+        None => {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.flush()?;
+        }
+        Some(v) => {
+            let arr: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                tree: "meta",
+                detail: "schema_version is not 4 bytes".into(),
+            })?;
+            let found = u32::from_be_bytes(arr);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    dir: dir.to_owned(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Test support: writes a schema version into a closed store.
+#[doc(hidden)]
+pub fn force_schema_version(dir: &Path, version: u32) -> Result<(), StoreError> {
+    let db = sled::Config::new().path(dir.join("db")).open()?;
+    db.open_tree("meta")?
+        .insert(SCHEMA_KEY, &version.to_be_bytes())?;
+    db.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_of_one_dir_fails_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another virc-daemon"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lock_is_released_when_the_store_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        force_schema_version(dir.path(), SCHEMA_VERSION + 1).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("newer virc") && err.contains("schema version 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_log_appends_reads_and_prunes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = store.events();
+        assert_eq!(log.bounds().unwrap(), None);
+        let batch: Vec<_> = (1..=300u64)
+            .map(|s| (s, s.to_le_bytes().to_vec()))
+            .collect();
+        log.append(&batch).unwrap();
+        assert_eq!(log.bounds().unwrap(), Some((1, 300)));
+        let got = log.read_from(255, 10).unwrap();
+        assert_eq!(
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            (255..265).collect::<Vec<_>>()
+        );
+        assert_eq!(log.prune_below(101).unwrap(), 100);
+        assert_eq!(log.bounds().unwrap(), Some((101, 300)));
+    }
+}
