@@ -1,4 +1,8 @@
 //! End to end: the event stream over gRPC, resumed across daemon restarts.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers in test files fail loudly, like the tests"
+)]
 
 use tokio_stream::StreamExt as _;
 use virc_daemon::config::Credentials;

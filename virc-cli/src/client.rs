@@ -53,8 +53,9 @@ pub fn socket_candidates() -> Vec<PathBuf> {
     if let Some(uid) = std::fs::metadata("/proc/self")
         .ok()
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .filter(|uid| *uid != 0)
     {
-        if uid != 0 {
+        {
             out.push(PathBuf::from(format!("/tmp/virc-{uid}/virc.sock")));
         }
     }

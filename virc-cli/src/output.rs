@@ -69,38 +69,6 @@ fn opt(s: &str) -> Value {
     }
 }
 
-/// Prints rows as left-aligned columns separated by two spaces.
-pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len().saturating_sub(1);
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    (*c).to_owned()
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
-}
-
 /// Prints `key  value` pairs with the keys aligned.
 pub fn pairs(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<()> {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -402,24 +370,6 @@ mod tests {
                 nanos: 0
             })),
             "2000-02-29T00:00:00.000Z"
-        );
-    }
-
-    #[test]
-    fn tables_align_columns() {
-        let mut out = Vec::new();
-        table(
-            &mut out,
-            &["ID", "NAME"],
-            &[
-                vec!["1".into(), "alpha".into()],
-                vec!["1234".into(), "b".into()],
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "ID    NAME\n1     alpha\n1234  b\n"
         );
     }
 

@@ -123,10 +123,13 @@ pub fn kind_of(payload: &Payload) -> EventKind {
     }
 }
 
+/// Where a publisher waits for its sequence number (or the store error).
+type SeqReply = Option<oneshot::Sender<Result<u64, String>>>;
+
 enum Request {
     Publish {
-        draft: Draft,
-        reply: Option<oneshot::Sender<Result<u64, String>>>,
+        draft: Box<Draft>,
+        reply: SeqReply,
     },
     GoLive {
         next: u64,
@@ -154,7 +157,7 @@ impl EventsHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Publish {
-                draft,
+                draft: Box::new(draft),
                 reply: Some(reply),
             })
             .await
@@ -171,7 +174,10 @@ impl EventsHandle {
     pub async fn emit(&self, draft: Draft) {
         if self
             .tx
-            .send(Request::Publish { draft, reply: None })
+            .send(Request::Publish {
+                draft: Box::new(draft),
+                reply: None,
+            })
             .await
             .is_err()
         {
@@ -220,6 +226,24 @@ impl EventsHandle {
             Some(n) => n,
         };
         let (tx, rx) = mpsc::channel(self.buffer);
+        if from.is_none() && !stop_at_head {
+            // Live only: register now, so every event published after this
+            // call returns goes through the live (lag-checked) path.
+            let (reply, live) = oneshot::channel();
+            let go_live = Request::GoLive {
+                next: start,
+                filter: filter.clone(),
+                tx: tx.clone(),
+                reply,
+            };
+            self.tx
+                .send(go_live)
+                .await
+                .map_err(|_| shutting_down(start))?;
+            if live.await.map_err(|_| shutting_down(start))? {
+                return Ok(rx);
+            }
+        }
         let handle = self.clone();
         let end = stop_at_head.then_some(head);
         tokio::spawn(async move { handle.replay_then_go_live(start, filter, tx, end).await });
@@ -406,8 +430,7 @@ impl EventBus {
     }
 
     async fn handle(&mut self, batch: &mut Vec<Request>) {
-        let mut pending: Vec<(pb::Event, Option<oneshot::Sender<Result<u64, String>>>)> =
-            Vec::new();
+        let mut pending: Vec<(pb::Event, SeqReply)> = Vec::new();
         for req in batch.drain(..) {
             match req {
                 Request::Publish { draft, reply } => {
@@ -443,10 +466,7 @@ impl EventBus {
         self.commit(&mut pending).await;
     }
 
-    async fn commit(
-        &mut self,
-        pending: &mut Vec<(pb::Event, Option<oneshot::Sender<Result<u64, String>>>)>,
-    ) {
+    async fn commit(&mut self, pending: &mut Vec<(pb::Event, SeqReply)>) {
         if pending.is_empty() {
             return;
         }
@@ -575,7 +595,7 @@ mod tests {
         }
     }
 
-    async fn start(
+    fn start(
         store: &Store,
         cfg: EventsConfig,
         clock: Arc<dyn Clock>,
@@ -591,13 +611,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
-        let (h, stop, task) = start(&store, config(100), clock.clone()).await;
+        let (h, stop, task) = start(&store, config(100), clock.clone());
         for n in 1..=5 {
             assert_eq!(h.publish(warning(n)).await.unwrap(), n);
         }
         stop.cancel();
         task.await.unwrap();
-        let (h, _stop, _task) = start(&store, config(100), clock).await;
+        let (h, _stop, _task) = start(&store, config(100), clock);
         assert_eq!(h.publish(warning(6)).await.unwrap(), 6);
         assert_eq!(h.bounds().await.unwrap(), (1, 6));
     }
@@ -606,7 +626,7 @@ mod tests {
     async fn max_events_prunes_the_oldest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (h, _stop, _task) = start(&store, config(10), Arc::new(ManualClock::new(0))).await;
+        let (h, _stop, _task) = start(&store, config(10), Arc::new(ManualClock::new(0)));
         for n in 1..=25 {
             h.publish(warning(n)).await.unwrap();
         }
@@ -624,14 +644,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let clock = Arc::new(ManualClock::new(0));
-        let (h, stop, task) = start(&store, config(100), clock.clone()).await;
+        let (h, stop, task) = start(&store, config(100), clock.clone());
         for n in 1..=3 {
             h.publish(warning(n)).await.unwrap();
         }
         stop.cancel();
         task.await.unwrap();
         clock.set(40 * 86_400 * 1_000_000_000);
-        let (h, _stop, _task) = start(&store, config(100), clock).await;
+        let (h, _stop, _task) = start(&store, config(100), clock);
         assert_eq!(h.bounds().await.unwrap(), (3, 3));
         assert_eq!(h.publish(warning(4)).await.unwrap(), 4);
     }
@@ -642,7 +662,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut cfg = config(1_000_000);
         cfg.subscriber_buffer = Positive(100_000);
-        let (h, _stop, _task) = start(&store, cfg, Arc::new(ManualClock::new(0))).await;
+        let (h, _stop, _task) = start(&store, cfg, Arc::new(ManualClock::new(0)));
         for n in 1..=2000 {
             h.emit(warning(n)).await;
         }
@@ -669,7 +689,7 @@ mod tests {
     async fn slow_live_subscriber_is_dropped_with_a_resume_point() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0))).await;
+        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0)));
         let mut rx = h.subscribe(None, Filter::default(), false).await.unwrap();
         for n in 1..=20 {
             h.publish(warning(n)).await.unwrap();
@@ -691,7 +711,7 @@ mod tests {
     async fn filters_select_by_bot_product_and_kind() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0))).await;
+        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0)));
         let mut d = warning(1);
         d.bot_id = "b1".into();
         d.product_id = "BTC-USD".into();
@@ -732,7 +752,7 @@ mod tests {
     async fn future_cursor_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0))).await;
+        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0)));
         h.publish(warning(1)).await.unwrap();
         assert!(h.subscribe(Some(2), Filter::default(), false).await.is_ok());
         let err = h

@@ -133,6 +133,9 @@ fn init_tracing(config: &Config) {
 }
 
 async fn serve(config: Config, credentials: Credentials) -> anyhow::Result<()> {
+    // Handlers go in before the socket exists, so a SIGTERM that follows a
+    // successful connect always takes the graceful path.
+    let shutdown = shutdown_signal();
     let mut listeners = vec![
         Listener::bind_unix(&config.socket())
             .await
@@ -145,29 +148,33 @@ async fn serve(config: Config, credentials: Credentials) -> anyhow::Result<()> {
                 .context("failed to bind the TCP listener")?,
         );
     }
-    virc_daemon::run(config, credentials, listeners, shutdown_signal()).await?;
+    virc_daemon::run(config, credentials, listeners, shutdown).await?;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM with the signal's name.
-async fn shutdown_signal() -> String {
+/// Installs SIGINT/SIGTERM handlers now; the future resolves with the
+/// signal's name.
+fn shutdown_signal() -> impl Future<Output = String> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (t, i) => {
-            tracing::error!(
-                term = t.is_ok(),
-                int = i.is_ok(),
-                "Cannot install signal handlers; stop the daemon with System.Shutdown"
-            );
-            return std::future::pending().await;
+    );
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(t), Ok(i)) => (t, i),
+            (t, i) => {
+                tracing::error!(
+                    term = t.is_ok(),
+                    int = i.is_ok(),
+                    "Cannot install signal handlers; stop the daemon with System.Shutdown"
+                );
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM".into(),
+            _ = int.recv() => "SIGINT".into(),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM".into(),
-        _ = int.recv() => "SIGINT".into(),
     }
 }

@@ -74,8 +74,11 @@ impl Listener {
         let err = |what: &str, e: std::io::Error| {
             DaemonError::Listen(format!("cannot {what} {}: {e}", path.display()))
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
+        if let Some(parent) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+        {
+            {
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o750)

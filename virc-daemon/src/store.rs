@@ -236,6 +236,30 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
+/// Opens sled, retrying briefly while its own file lock is still held.
+///
+/// sled releases that lock from a background thread after the last `Db`
+/// handle drops, so a restart inside one process can see it for a few
+/// milliseconds. `virc.lock` already excludes other daemons, so the only
+/// holder can be our own closing instance.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir.join("db"))
+        .mode(sled::Mode::HighThroughput);
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 200 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
     let meta = db.open_tree("meta")?;
     match meta.get(SCHEMA_KEY)? {
@@ -264,7 +288,7 @@ fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
 /// Test support: writes a schema version into a closed store.
 #[doc(hidden)]
 pub fn force_schema_version(dir: &Path, version: u32) -> Result<(), StoreError> {
-    let db = sled::Config::new().path(dir.join("db")).open()?;
+    let db = open_sled(dir)?;
     db.open_tree("meta")?
         .insert(SCHEMA_KEY, &version.to_be_bytes())?;
     db.flush()?;

@@ -1,0 +1,122 @@
+//! The `virc-daemon` binary: config checking and refusal to start on unsafe input.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers in test files fail loudly, like the tests"
+)]
+
+use std::os::unix::fs::PermissionsExt;
+
+use assert_cmd::Command;
+
+fn daemon() -> Command {
+    let mut c = Command::cargo_bin("virc-daemon").unwrap();
+    c.env_remove("VIRC_CONFIG").env_remove("VIRC_API_TOKEN");
+    c
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("virc.toml");
+    std::fs::write(&path, "[daemon]\ndata_dir = \"/tmp/virc-check\"\n").unwrap();
+    let out = daemon()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("config ok") && text.contains("/tmp/virc-check"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("virc.toml");
+    std::fs::write(&path, "[daemon]\n\nlog_levl = \"info\"\n").unwrap();
+    let out = daemon()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("line 3") && err.contains("log_levl") && err.contains("log_level"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let out = daemon()
+        .args(["--config", "/nonexistent/virc.toml", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/virc.toml"));
+}
+
+#[test]
+fn world_readable_credentials_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.toml");
+    std::fs::write(&creds, "api_token = \"abc\"\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = daemon()
+        .arg("--credentials")
+        .arg(&creds)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("chmod 600") && !err.contains("abc"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(&sock)
+        .env_remove("VIRC_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "did not exit within 5 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success());
+    assert!(!sock.exists());
+}
