@@ -1,1 +1,16 @@
-//! virc-core: the pure domain of virc, with no IO, no async runtime and no wall clock.
+//! virc-core: the pure domain of virc, with no IO, no async runtime and no
+//! wall clock: time comes in as a value, so everything here is
+//! deterministic and testable with plain unit and property tests.
+//!
+//! # Layout
+//! - [`money`]: `Price`, `Size`, `Funds`; strict decimal parsing.
+//! - [`ids`]: `OrderId`, `ClientOid`, `BotId`, `TradeId`, `Sequence`, `ProductId`.
+//! - [`product`]: products and their catalogue (`GET /products`).
+//! - [`order`]: order requests, validation with Coinbase's texts, the lifecycle.
+//! - [`ledger`]: balances, holds, fees and per-bot reservations.
+
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod order;
+pub mod product;

@@ -1,0 +1,202 @@
+//! Identifiers as newtypes, so that swapped arguments do not compile.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+/// Why an identifier could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Not a UUID.
+    #[error("{what} `{text}` is not a UUID")]
+    NotUuid {
+        /// Which id.
+        what: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// Not `BASE-QUOTE`.
+    #[error("product id `{0}` is not of the form BASE-QUOTE (for example BTC-USD)")]
+    BadProduct(String),
+}
+
+macro_rules! uuid_id {
+    ($name:ident, $what:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// Parses the hyphenated UUID text.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                Uuid::parse_str(text)
+                    .map(Self)
+                    .map_err(|_| IdError::NotUuid {
+                        what: $what,
+                        text: text.to_owned(),
+                    })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+uuid_id!(OrderId, "order id", "The exchange's id of an order.");
+uuid_id!(
+    ClientOid,
+    "client_oid",
+    "Our id of an order, persisted before the order is sent."
+);
+uuid_id!(BotId, "bot id", "A bot's id.");
+
+/// Namespace for deterministic client order ids (UUID v5).
+const CLIENT_OID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2f_4a8e_0b1c_4c55_9a7e_2f3d_1c0b_9e41);
+
+impl ClientOid {
+    /// The deterministic id of a bot's order intent: the same (bot, step,
+    /// attempt) always gives the same id, so a restart finds the order it
+    /// may already have placed instead of placing it twice.
+    pub fn for_intent(bot: BotId, step: u64, attempt: u32) -> Self {
+        let mut name = [0u8; 28];
+        name[..16].copy_from_slice(bot.0.as_bytes());
+        name[16..24].copy_from_slice(&step.to_be_bytes());
+        name[24..].copy_from_slice(&attempt.to_be_bytes());
+        Self(Uuid::new_v5(&CLIENT_OID_NAMESPACE, &name))
+    }
+}
+
+/// An exchange trade id; increases per product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TradeId(pub u64);
+
+/// A per-product feed sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sequence(pub u64);
+
+/// A product id, validated `BASE-QUOTE` (upper-case letters and digits).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProductId(String);
+
+impl ProductId {
+    /// Parses and validates `BASE-QUOTE`.
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let valid_part = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 10
+                && p.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        };
+        match text.split_once('-') {
+            Some((base, quote)) if valid_part(base) && valid_part(quote) => {
+                Ok(Self(text.to_owned()))
+            }
+            _ => Err(IdError::BadProduct(text.to_owned())),
+        }
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The base currency.
+    pub fn base(&self) -> &str {
+        self.0.split_once('-').map_or("", |(b, _)| b)
+    }
+
+    /// The quote currency.
+    pub fn quote(&self) -> &str {
+        self.0.split_once('-').map_or("", |(_, q)| q)
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ProductId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProductId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_ids_are_validated() {
+        let p = ProductId::parse("BTC-USD").unwrap();
+        assert_eq!((p.base(), p.quote()), ("BTC", "USD"));
+        assert!(ProductId::parse("1INCH-EUR").is_ok());
+        for bad in ["btc-usd", "BTCUSD", "BTC-", "-USD", "BTC-USD-X", ""] {
+            assert!(ProductId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_oids_are_deterministic_per_intent() {
+        let bot = BotId(Uuid::from_u128(42));
+        assert_eq!(
+            ClientOid::for_intent(bot, 3, 0),
+            ClientOid::for_intent(bot, 3, 0)
+        );
+        assert_ne!(
+            ClientOid::for_intent(bot, 3, 0),
+            ClientOid::for_intent(bot, 3, 1)
+        );
+        assert_ne!(
+            ClientOid::for_intent(bot, 3, 0),
+            ClientOid::for_intent(bot, 4, 0)
+        );
+        assert_ne!(
+            ClientOid::for_intent(bot, 3, 0),
+            ClientOid::for_intent(BotId(Uuid::from_u128(43)), 3, 0)
+        );
+    }
+
+    #[test]
+    fn uuids_round_trip_and_reject_garbage() {
+        let id = OrderId::parse("d0c5340b-6d6c-49d9-b567-48c4bfca13d2").unwrap();
+        assert_eq!(id.to_string(), "d0c5340b-6d6c-49d9-b567-48c4bfca13d2");
+        assert_eq!(
+            OrderId::parse("nope").unwrap_err().to_string(),
+            "order id `nope` is not a UUID"
+        );
+    }
+}

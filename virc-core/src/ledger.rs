@@ -1,0 +1,722 @@
+//! Balances, holds, fees and per-bot reservations of one account.
+//!
+//! # Holds, as Coinbase takes them at acceptance
+//! | order                       | hold                                   |
+//! |-----------------------------|----------------------------------------|
+//! | limit buy                   | `price × size × (1 + taker)` in quote  |
+//! | limit sell                  | `size` in base                         |
+//! | market buy with `funds`     | `funds` in quote                       |
+//! | market buy with only `size` | the whole available quote              |
+//! | market sell with `size`     | `size` in base                         |
+//! | market sell with only `funds` | the whole available base             |
+//!
+//! A fill consumes its cost from the hold; what is left is released when the
+//! order is done. Stops take their hold when they trigger (the caller calls
+//! [`Ledger::place_hold`] then). Fees are charged in quote per fill.
+//!
+//! # Reservations
+//! A bot's reservation is money set aside for it inside `available`. A
+//! bot's order can hold only from its own reservation; a manual order only
+//! from what no bot has reserved. What a bot's fill brings in is added to
+//! its reservation, so two bots can never spend the same money.
+//!
+//! # Invariants
+//! `0 ≤ hold ≤ balance` per currency; `Σ reservations ≤ available`.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ids::{BotId, OrderId},
+    money::{Funds, Price, Size},
+    order::{INSUFFICIENT_FUNDS, MarketAmount, NewOrder, OrderKind, Rejection, Side},
+    product::Product,
+};
+
+/// Maker and taker fee rates (0.004 = 0.40 %).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeRates {
+    /// Rate for fills that rested on the book.
+    pub maker: Decimal,
+    /// Rate for fills that took liquidity.
+    pub taker: Decimal,
+}
+
+/// One row of a volume-tiered fee table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeTier {
+    /// 30-day USD volume from which the tier applies.
+    pub min_volume: Decimal,
+    /// The tier's rates.
+    pub rates: FeeRates,
+}
+
+/// A volume-tiered fee table; the tier at placement time applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSchedule {
+    tiers: Vec<FeeTier>,
+}
+
+impl Default for FeeSchedule {
+    /// Coinbase Exchange's published table (0–10K: taker 0.60 %, maker 0.40 %).
+    fn default() -> Self {
+        let t = |min: Decimal, taker_bps: i64, maker_bps: i64| FeeTier {
+            min_volume: min,
+            rates: FeeRates {
+                maker: Decimal::new(maker_bps, 4),
+                taker: Decimal::new(taker_bps, 4),
+            },
+        };
+        Self::new(vec![
+            t(dec!(0), 60, 40),
+            t(dec!(10_000), 40, 25),
+            t(dec!(50_000), 25, 15),
+            t(dec!(100_000), 20, 10),
+            t(dec!(1_000_000), 18, 8),
+            t(dec!(15_000_000), 16, 6),
+            t(dec!(75_000_000), 12, 3),
+            t(dec!(250_000_000), 8, 0),
+            t(dec!(400_000_000), 5, 0),
+        ])
+    }
+}
+
+impl FeeSchedule {
+    /// A table from tiers (any order).
+    pub fn new(mut tiers: Vec<FeeTier>) -> Self {
+        tiers.sort_by_key(|t| t.min_volume);
+        Self { tiers }
+    }
+
+    /// One flat rate pair for every volume.
+    pub fn flat(rates: FeeRates) -> Self {
+        Self::new(vec![FeeTier {
+            min_volume: Decimal::ZERO,
+            rates,
+        }])
+    }
+
+    /// The rates for a 30-day volume.
+    pub fn rates_for(&self, volume_30d: Decimal) -> FeeRates {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|t| volume_30d >= t.min_volume)
+            .or(self.tiers.first())
+            .map_or(
+                FeeRates {
+                    maker: Decimal::ZERO,
+                    taker: Decimal::ZERO,
+                },
+                |t| t.rates,
+            )
+    }
+}
+
+/// The funds a market buy by `funds` really trades: `specified / (1 + taker)`,
+/// truncated to 8 decimals, as Coinbase reserves the fee out of the funds.
+pub fn market_buy_net_funds(specified: Funds, taker: Decimal) -> Funds {
+    let net = specified
+        .get()
+        .checked_div(Decimal::ONE + taker)
+        .unwrap_or(Decimal::ZERO);
+    Funds::new(net).unwrap_or(Funds::ZERO).truncate_dp(8)
+}
+
+/// The fee of one fill: `price × size × rate`, unrounded, in quote.
+pub fn fill_fee(price: Price, size: Size, rate: Decimal) -> Decimal {
+    price.get() * size.get() * rate
+}
+
+/// One currency's balance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Total.
+    pub balance: Decimal,
+    /// Held by open orders.
+    pub hold: Decimal,
+}
+
+impl Balance {
+    /// `balance − hold`.
+    pub fn available(&self) -> Decimal {
+        self.balance - self.hold
+    }
+}
+
+/// A hold taken for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Currency held.
+    pub currency: String,
+    /// Amount still held.
+    pub amount: Decimal,
+    /// The bot whose reservation it came from.
+    pub bot: Option<BotId>,
+}
+
+/// Why a ledger operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The exchange's "Insufficient funds".
+    #[error("Insufficient funds")]
+    InsufficientFunds,
+    /// A reservation larger than what is free.
+    #[error(
+        "cannot reserve {amount} {currency} for the bot: only {free} {currency} is available and not reserved by other bots"
+    )]
+    CannotReserve {
+        /// Currency.
+        currency: String,
+        /// Asked.
+        amount: Decimal,
+        /// Free.
+        free: Decimal,
+    },
+    /// The order already has a hold.
+    #[error("order {0} already has a hold")]
+    DuplicateHold(OrderId),
+    /// The order has no hold.
+    #[error("order {0} has no hold")]
+    NoHold(OrderId),
+    /// Negative or zero amount where a positive one is needed.
+    #[error("amount must be greater than zero, got {0}")]
+    NotPositive(Decimal),
+}
+
+impl From<LedgerError> for Rejection {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::InsufficientFunds => Rejection::bad_request(INSUFFICIENT_FUNDS),
+            other => Rejection::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// One account's money.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    balances: BTreeMap<String, Balance>,
+    holds: BTreeMap<OrderId, Hold>,
+    reservations: BTreeMap<(BotId, String), Decimal>,
+    fees_paid: BTreeMap<String, Decimal>,
+}
+
+impl Ledger {
+    /// Adds funds (a paper wallet, a deposit).
+    pub fn deposit(&mut self, currency: &str, amount: Decimal) -> Result<(), LedgerError> {
+        if amount <= Decimal::ZERO {
+            return Err(LedgerError::NotPositive(amount));
+        }
+        self.balances
+            .entry(currency.to_owned())
+            .or_default()
+            .balance += amount;
+        Ok(())
+    }
+
+    /// A currency's balance (zero if never seen).
+    pub fn balance(&self, currency: &str) -> Balance {
+        self.balances.get(currency).copied().unwrap_or_default()
+    }
+
+    /// All balances, by currency.
+    pub fn balances(&self) -> impl Iterator<Item = (&str, &Balance)> {
+        self.balances.iter().map(|(c, b)| (c.as_str(), b))
+    }
+
+    /// Fees paid so far, in `currency`.
+    pub fn fees_paid(&self, currency: &str) -> Decimal {
+        self.fees_paid.get(currency).copied().unwrap_or_default()
+    }
+
+    /// The hold of an order, if any.
+    pub fn hold(&self, order: OrderId) -> Option<&Hold> {
+        self.holds.get(&order)
+    }
+
+    /// A bot's reservation in `currency`.
+    pub fn reserved(&self, bot: BotId, currency: &str) -> Decimal {
+        self.reservations
+            .get(&(bot, currency.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// All reservations: (bot, currency, amount).
+    pub fn reservations(&self) -> impl Iterator<Item = (BotId, &str, Decimal)> {
+        self.reservations
+            .iter()
+            .map(|((b, c), a)| (*b, c.as_str(), *a))
+    }
+
+    /// What no bot has reserved in `currency`: `available − Σ reservations`.
+    pub fn free(&self, currency: &str) -> Decimal {
+        let reserved: Decimal = self
+            .reservations
+            .iter()
+            .filter(|((_, c), _)| c == currency)
+            .map(|(_, a)| *a)
+            .sum();
+        self.balance(currency).available() - reserved
+    }
+
+    /// Sets aside `amount` of `currency` for `bot`.
+    pub fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), LedgerError> {
+        if amount <= Decimal::ZERO {
+            return Err(LedgerError::NotPositive(amount));
+        }
+        let free = self.free(currency);
+        if amount > free {
+            return Err(LedgerError::CannotReserve {
+                currency: currency.to_owned(),
+                amount,
+                free,
+            });
+        }
+        *self
+            .reservations
+            .entry((bot, currency.to_owned()))
+            .or_default() += amount;
+        Ok(())
+    }
+
+    /// Returns all of a bot's reservations to the free pool.
+    pub fn release_reservations(&mut self, bot: BotId) {
+        self.reservations.retain(|(b, _), _| *b != bot);
+    }
+
+    /// The currency and amount Coinbase would hold for `order` now.
+    pub fn hold_needed(
+        &self,
+        product: &Product,
+        order: &NewOrder,
+        rates: FeeRates,
+        bot: Option<BotId>,
+    ) -> (String, Decimal) {
+        let (base, quote) = (&product.base_currency, &product.quote_currency);
+        let spendable = |c: &str| match bot {
+            Some(b) => self.reserved(b, c),
+            None => self.free(c),
+        };
+        match (order.side, order.kind) {
+            (Side::Buy, OrderKind::Limit { price, size, .. }) => (
+                quote.clone(),
+                price.get() * size.get() * (Decimal::ONE + rates.taker),
+            ),
+            (
+                Side::Sell,
+                OrderKind::Limit { size, .. } | OrderKind::Market(MarketAmount::Size(size)),
+            ) => (base.clone(), size.get()),
+            (Side::Buy, OrderKind::Market(MarketAmount::Funds(funds))) => {
+                (quote.clone(), funds.get())
+            }
+            (Side::Buy, OrderKind::Market(MarketAmount::Size(_))) => {
+                (quote.clone(), spendable(quote))
+            }
+            (Side::Sell, OrderKind::Market(MarketAmount::Funds(_))) => {
+                (base.clone(), spendable(base))
+            }
+        }
+    }
+
+    /// Takes a hold for an order, from the bot's reservation or from free funds.
+    pub fn place_hold(
+        &mut self,
+        order: OrderId,
+        currency: &str,
+        amount: Decimal,
+        bot: Option<BotId>,
+    ) -> Result<(), LedgerError> {
+        if self.holds.contains_key(&order) {
+            return Err(LedgerError::DuplicateHold(order));
+        }
+        if amount <= Decimal::ZERO {
+            return Err(LedgerError::InsufficientFunds);
+        }
+        match bot {
+            Some(b) => {
+                let key = (b, currency.to_owned());
+                let reserved = self.reservations.get(&key).copied().unwrap_or_default();
+                if amount > reserved {
+                    return Err(LedgerError::InsufficientFunds);
+                }
+                self.reservations.insert(key, reserved - amount);
+            }
+            None => {
+                if amount > self.free(currency) {
+                    return Err(LedgerError::InsufficientFunds);
+                }
+            }
+        }
+        self.balances.entry(currency.to_owned()).or_default().hold += amount;
+        self.holds.insert(
+            order,
+            Hold {
+                currency: currency.to_owned(),
+                amount,
+                bot,
+            },
+        );
+        Ok(())
+    }
+
+    /// Settles one fill of `order`: moves base and quote, charges the fee in
+    /// quote, and consumes the order's hold by what the fill cost.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a fill is these facts; a struct would only rename them"
+    )]
+    pub fn settle_fill(
+        &mut self,
+        order: OrderId,
+        product: &Product,
+        side: Side,
+        price: Price,
+        size: Size,
+        fee: Decimal,
+        bot: Option<BotId>,
+    ) {
+        let (base, quote) = (
+            product.base_currency.as_str(),
+            product.quote_currency.as_str(),
+        );
+        let value = price.get() * size.get();
+        let (out_currency, out_amount, in_currency, in_amount) = match side {
+            Side::Buy => (quote, value + fee, base, size.get()),
+            Side::Sell => (base, size.get(), quote, value - fee),
+        };
+        let used = match self.holds.get_mut(&order) {
+            Some(h) => {
+                let used = out_amount.min(h.amount);
+                h.amount -= used;
+                used
+            }
+            None => Decimal::ZERO,
+        };
+        let out = self.balances.entry(out_currency.to_owned()).or_default();
+        out.balance -= out_amount;
+        out.hold -= used;
+        self.balances
+            .entry(in_currency.to_owned())
+            .or_default()
+            .balance += in_amount;
+        if let Some(b) = bot {
+            *self
+                .reservations
+                .entry((b, in_currency.to_owned()))
+                .or_default() += in_amount;
+        }
+        *self.fees_paid.entry(quote.to_owned()).or_default() += fee;
+    }
+
+    /// Releases what is left of an order's hold (the order is done); the
+    /// rest goes back to the bot's reservation it came from.
+    pub fn release_hold(&mut self, order: OrderId) -> Result<Decimal, LedgerError> {
+        let hold = self
+            .holds
+            .remove(&order)
+            .ok_or(LedgerError::NoHold(order))?;
+        if let Some(b) = self.balances.get_mut(&hold.currency) {
+            b.hold -= hold.amount;
+        }
+        if let Some(bot) = hold.bot {
+            *self
+                .reservations
+                .entry((bot, hold.currency.clone()))
+                .or_default() += hold.amount;
+        }
+        Ok(hold.amount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        order::{OrderRequest, validate_for},
+        product::Catalogue,
+    };
+
+    fn btc_usd() -> Product {
+        Catalogue::from_json(include_str!(
+            "../tests/fixtures/cryptofeed/products-2021-04-17.json"
+        ))
+        .unwrap()
+        .get("BTC-USD")
+        .unwrap()
+        .clone()
+    }
+
+    fn oid(n: u128) -> OrderId {
+        OrderId(Uuid::from_u128(n))
+    }
+
+    fn order(req: OrderRequest) -> NewOrder {
+        validate_for(
+            &btc_usd(),
+            &OrderRequest {
+                product_id: "BTC-USD".into(),
+                ..req
+            },
+        )
+        .unwrap()
+    }
+
+    fn limit(side: &str, price: &str, size: &str) -> NewOrder {
+        order(OrderRequest {
+            side: Some(side.into()),
+            price: Some(price.into()),
+            size: Some(size.into()),
+            ..OrderRequest::default()
+        })
+    }
+
+    const RATES: FeeRates = FeeRates {
+        maker: dec!(0.004),
+        taker: dec!(0.006),
+    };
+
+    #[test]
+    fn default_fee_table_is_coinbase_published_tiers() {
+        let s = FeeSchedule::default();
+        assert_eq!(s.rates_for(dec!(0)), RATES);
+        assert_eq!(s.rates_for(dec!(9_999.99)), RATES);
+        assert_eq!(
+            s.rates_for(dec!(10_000)),
+            FeeRates {
+                maker: dec!(0.0025),
+                taker: dec!(0.004)
+            }
+        );
+        assert_eq!(
+            s.rates_for(dec!(500_000_000)),
+            FeeRates {
+                maker: dec!(0),
+                taker: dec!(0.0005)
+            }
+        );
+    }
+
+    #[test]
+    fn market_buy_funds_match_the_documented_examples() {
+        let f = |s: &str| Funds::parse(s).unwrap();
+        assert_eq!(
+            market_buy_net_funds(f("10"), dec!(0.005)).get(),
+            dec!(9.95024875)
+        );
+        assert_eq!(
+            market_buy_net_funds(f("10"), dec!(0.0025)).get(),
+            dec!(9.97506234)
+        );
+        assert_eq!(dec!(9.9502400055) * dec!(0.005), dec!(0.0497512000275));
+        assert_eq!(dec!(9.975055662) * dec!(0.0025), dec!(0.024937639155));
+    }
+
+    #[test]
+    fn holds_follow_coinbase_for_every_order_kind() {
+        let p = btc_usd();
+        let mut l = Ledger::default();
+        l.deposit("USD", dec!(1000)).unwrap();
+        l.deposit("BTC", dec!(2)).unwrap();
+        let cases = [
+            (limit("buy", "20000.00", "0.01"), ("USD", dec!(201.2000))),
+            (limit("sell", "20000.00", "0.5"), ("BTC", dec!(0.5))),
+            (
+                order(OrderRequest {
+                    order_type: Some("market".into()),
+                    side: Some("buy".into()),
+                    funds: Some("10.00".into()),
+                    ..OrderRequest::default()
+                }),
+                ("USD", dec!(10.00)),
+            ),
+            (
+                order(OrderRequest {
+                    order_type: Some("market".into()),
+                    side: Some("buy".into()),
+                    size: Some("0.01".into()),
+                    ..OrderRequest::default()
+                }),
+                ("USD", dec!(1000)),
+            ),
+            (
+                order(OrderRequest {
+                    order_type: Some("market".into()),
+                    side: Some("sell".into()),
+                    size: Some("0.3".into()),
+                    ..OrderRequest::default()
+                }),
+                ("BTC", dec!(0.3)),
+            ),
+            (
+                order(OrderRequest {
+                    order_type: Some("market".into()),
+                    side: Some("sell".into()),
+                    funds: Some("100.00".into()),
+                    ..OrderRequest::default()
+                }),
+                ("BTC", dec!(2)),
+            ),
+        ];
+        for (o, (cur, amount)) in cases {
+            assert_eq!(
+                l.hold_needed(&p, &o, RATES, None),
+                (cur.to_owned(), amount),
+                "{o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hold_fill_and_release_keep_balance_equal_available_plus_hold() {
+        let p = btc_usd();
+        let mut l = Ledger::default();
+        l.deposit("USD", dec!(1000)).unwrap();
+        let o = limit("buy", "20000.00", "0.01");
+        let (cur, amount) = l.hold_needed(&p, &o, RATES, None);
+        l.place_hold(oid(1), &cur, amount, None).unwrap();
+        assert_eq!(
+            l.balance("USD"),
+            Balance {
+                balance: dec!(1000),
+                hold: dec!(201.2)
+            }
+        );
+        assert_eq!(l.balance("USD").available(), dec!(798.8));
+
+        // Half fills as maker at the limit price.
+        let (price, half) = (
+            Price::parse("20000.00").unwrap(),
+            Size::parse("0.005").unwrap(),
+        );
+        let fee = fill_fee(price, half, RATES.maker);
+        assert_eq!(fee, dec!(0.4));
+        l.settle_fill(oid(1), &p, Side::Buy, price, half, fee, None);
+        assert_eq!(
+            l.balance("USD"),
+            Balance {
+                balance: dec!(899.6),
+                hold: dec!(100.8)
+            }
+        );
+        assert_eq!(l.balance("BTC").balance, dec!(0.005));
+        assert_eq!(l.fees_paid("USD"), dec!(0.4));
+
+        // Canceled: the rest of the hold comes back.
+        assert_eq!(l.release_hold(oid(1)).unwrap(), dec!(100.8));
+        assert_eq!(
+            l.balance("USD"),
+            Balance {
+                balance: dec!(899.6),
+                hold: dec!(0)
+            }
+        );
+        assert!(l.release_hold(oid(1)).is_err());
+    }
+
+    #[test]
+    fn insufficient_funds_is_the_exchange_text() {
+        let p = btc_usd();
+        let mut l = Ledger::default();
+        l.deposit("USD", dec!(100)).unwrap();
+        let o = limit("buy", "20000.00", "0.01");
+        let (cur, amount) = l.hold_needed(&p, &o, RATES, None);
+        let err = l.place_hold(oid(1), &cur, amount, None).unwrap_err();
+        assert_eq!(Rejection::from(err).message, "Insufficient funds");
+        assert_eq!(l.balance("USD").hold, dec!(0));
+    }
+
+    #[test]
+    fn two_bots_never_spend_the_same_money() {
+        let p = btc_usd();
+        let (a, b) = (BotId(Uuid::from_u128(1)), BotId(Uuid::from_u128(2)));
+        let mut l = Ledger::default();
+        l.deposit("USD", dec!(300)).unwrap();
+        l.reserve(a, "USD", dec!(250)).unwrap();
+        let err = l.reserve(b, "USD", dec!(100)).unwrap_err().to_string();
+        assert!(err.contains("only 50"), "{err}");
+        l.reserve(b, "USD", dec!(50)).unwrap();
+        // Bot b cannot hold beyond its own reservation, and a manual order finds nothing free.
+        let o = limit("buy", "20000.00", "0.01");
+        let (cur, amount) = l.hold_needed(&p, &o, RATES, Some(b));
+        assert_eq!(
+            l.place_hold(oid(1), &cur, amount, Some(b)),
+            Err(LedgerError::InsufficientFunds)
+        );
+        assert_eq!(
+            l.place_hold(oid(2), &cur, amount, None),
+            Err(LedgerError::InsufficientFunds)
+        );
+        l.place_hold(oid(3), &cur, amount, Some(a)).unwrap();
+        assert_eq!(l.reserved(a, "USD"), dec!(48.8));
+        // Bot a's buy fills: the BTC is a's, and the unused hold returns to a.
+        let price = Price::parse("20000.00").unwrap();
+        let size = Size::parse("0.01").unwrap();
+        l.settle_fill(
+            oid(3),
+            &p,
+            Side::Buy,
+            price,
+            size,
+            fill_fee(price, size, RATES.maker),
+            Some(a),
+        );
+        l.release_hold(oid(3)).unwrap();
+        assert_eq!(l.reserved(a, "BTC"), dec!(0.01));
+        assert_eq!(l.reserved(a, "USD"), dec!(48.8) + dec!(201.2) - dec!(200.8));
+        assert_eq!(l.reserved(b, "USD"), dec!(50));
+        assert_eq!(l.free("USD"), dec!(0));
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::product::Catalogue;
+
+    proptest! {
+        /// Random holds, fills and releases keep `0 ≤ hold ≤ balance`, and
+        /// money only moves between currencies and fees.
+        #[test]
+        fn prop_hold_never_exceeds_balance(ops in proptest::collection::vec((1u32..500, 1u32..100, any::<bool>(), any::<bool>()), 1..60)) {
+            let p = Catalogue::from_json(include_str!("../tests/fixtures/cryptofeed/products-2021-04-17.json")).unwrap().get("BTC-USD").unwrap().clone();
+            let mut l = Ledger::default();
+            l.deposit("USD", Decimal::from(10_000)).unwrap();
+            l.deposit("BTC", Decimal::from(1)).unwrap();
+            for (i, (price, cents, buy, fill)) in ops.into_iter().enumerate() {
+                let id = OrderId(Uuid::from_u128(i as u128));
+                let price = Price::new(Decimal::from(price)).unwrap();
+                let size = Size::new(Decimal::new(i64::from(cents), 3)).unwrap();
+                let (side, cur, amount) = if buy {
+                    (Side::Buy, "USD", price.get() * size.get() * Decimal::new(1006, 3))
+                } else {
+                    (Side::Sell, "BTC", size.get())
+                };
+                if l.place_hold(id, cur, amount, None).is_ok() && fill {
+                    l.settle_fill(id, &p, side, price, size, fill_fee(price, size, Decimal::new(4, 3)), None);
+                }
+                let _ = l.release_hold(id);
+                for (_, b) in l.balances() {
+                    prop_assert!(b.hold >= Decimal::ZERO);
+                    prop_assert!(b.hold <= b.balance);
+                }
+            }
+            prop_assert_eq!(l.balance("USD").hold, Decimal::ZERO);
+        }
+    }
+}

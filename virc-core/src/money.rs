@@ -1,0 +1,386 @@
+//! Exact money: [`Price`], [`Size`] and [`Funds`] newtypes over `Decimal`.
+//!
+//! | expression      | result  | why                                   |
+//! |-----------------|---------|---------------------------------------|
+//! | `Price * Size`  | `Funds` | a price times a base amount is quote  |
+//! | `Funds / Price` | `Size`  | how much base the funds buy           |
+//! | `Size ± Size`   | `Size`  | checked; never below zero             |
+//! | `Funds ± Funds` | `Funds` | checked; never below zero             |
+//!
+//! Every operation is checked: overflow and negative results are errors,
+//! never panics or silent wraps. Values come in only through
+//! [`parse_decimal`] (the exchange's strict decimal text) or the checked
+//! constructors, so a bad wire value cannot produce a money value.
+
+use std::{fmt, str::FromStr};
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a money value could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    /// The text is not a plain decimal number.
+    #[error("{what} `{text}` is not a decimal number ({why})")]
+    Malformed {
+        /// Which value ("price", "size", ...).
+        what: &'static str,
+        /// The offending text.
+        text: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The value must be greater than zero.
+    #[error("{what} must be greater than zero, got {value}")]
+    NotPositive {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: Decimal,
+    },
+    /// The value must not be negative.
+    #[error("{what} must not be negative, got {value}")]
+    Negative {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: Decimal,
+    },
+    /// An operation overflowed the decimal range.
+    #[error("{what} overflowed")]
+    Overflow {
+        /// Which value.
+        what: &'static str,
+    },
+}
+
+/// Parses the exchange's decimal text strictly: optional `-`, digits,
+/// optionally `.` and digits. No exponents, `NaN`, `inf`, `+`, spaces,
+/// leading zeros (`"01.5"`) or stray signs (`"0.-10000"`).
+pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyError> {
+    let bad = |why| MoneyError::Malformed {
+        what,
+        text: text.to_owned(),
+        why,
+    };
+    let body = text.strip_prefix('-').unwrap_or(text);
+    if body.is_empty() {
+        return Err(bad("empty"));
+    }
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("expected digits before the decimal point"));
+    }
+    if int.len() > 1 && int.starts_with('0') {
+        return Err(bad("leading zeros"));
+    }
+    if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(bad("expected digits after the decimal point"));
+    }
+    Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
+}
+
+macro_rules! money_type {
+    ($name:ident, $what:literal, $doc:literal, strictly_positive = $pos:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Decimal);
+
+        impl $name {
+            /// Checked constructor.
+            pub fn new(value: Decimal) -> Result<Self, MoneyError> {
+                if $pos && value <= Decimal::ZERO {
+                    return Err(MoneyError::NotPositive { what: $what, value });
+                }
+                if value < Decimal::ZERO {
+                    return Err(MoneyError::Negative { what: $what, value });
+                }
+                Ok(Self(value))
+            }
+
+            /// Parses the exchange's decimal text.
+            pub fn parse(text: &str) -> Result<Self, MoneyError> {
+                Self::new(parse_decimal($what, text)?)
+            }
+
+            /// The underlying decimal.
+            pub const fn get(self) -> Decimal {
+                self.0
+            }
+
+            /// Whether `self` is an exact multiple of `increment`.
+            pub fn is_multiple_of(self, increment: Decimal) -> bool {
+                increment > Decimal::ZERO && (self.0 % increment).is_zero()
+            }
+
+            /// Rounds down to a multiple of `increment` (a no-op for a zero increment).
+            pub fn floor_to(self, increment: Decimal) -> Decimal {
+                if increment <= Decimal::ZERO {
+                    return self.0;
+                }
+                (self.0 / increment).floor() * increment
+            }
+
+            /// Rounds to the nearest multiple of `increment`, half away from zero.
+            pub fn round_to(self, increment: Decimal) -> Decimal {
+                if increment <= Decimal::ZERO {
+                    return self.0;
+                }
+                (self.0 / increment)
+                    .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+                    * increment
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = MoneyError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0.to_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+money_type!(
+    Price,
+    "price",
+    "A price in quote currency per unit of base; strictly positive.",
+    strictly_positive = true
+);
+money_type!(
+    Size,
+    "size",
+    "An amount of base currency; never negative.",
+    strictly_positive = false
+);
+money_type!(
+    Funds,
+    "funds",
+    "An amount of quote currency; never negative.",
+    strictly_positive = false
+);
+
+impl Size {
+    /// Zero size.
+    pub const ZERO: Self = Self(Decimal::ZERO);
+
+    /// `self + other`, checked.
+    pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
+        self.0
+            .checked_add(other.0)
+            .map(Self)
+            .ok_or(MoneyError::Overflow { what: "size" })
+    }
+
+    /// `self - other`, checked; an error if it would go below zero.
+    pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
+        Self::new(
+            self.0
+                .checked_sub(other.0)
+                .ok_or(MoneyError::Overflow { what: "size" })?,
+        )
+    }
+
+    /// The smaller of two sizes.
+    pub fn min(self, other: Self) -> Self {
+        if self <= other { self } else { other }
+    }
+
+    /// Whether the size is zero.
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+impl Funds {
+    /// Zero funds.
+    pub const ZERO: Self = Self(Decimal::ZERO);
+
+    /// `self + other`, checked.
+    pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
+        self.0
+            .checked_add(other.0)
+            .map(Self)
+            .ok_or(MoneyError::Overflow { what: "funds" })
+    }
+
+    /// `self - other`, checked; an error if it would go below zero.
+    pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
+        Self::new(
+            self.0
+                .checked_sub(other.0)
+                .ok_or(MoneyError::Overflow { what: "funds" })?,
+        )
+    }
+
+    /// `self × rate` (a fee or a fee-inclusive hold), checked.
+    pub fn checked_mul_rate(self, rate: Decimal) -> Result<Self, MoneyError> {
+        Self::new(
+            self.0
+                .checked_mul(rate)
+                .ok_or(MoneyError::Overflow { what: "funds" })?,
+        )
+    }
+
+    /// Truncates (rounds toward zero) to `dp` decimal places, as Coinbase
+    /// truncates market-buy funds net of the fee reservation.
+    pub fn truncate_dp(self, dp: u32) -> Self {
+        Self(self.0.trunc_with_scale(dp))
+    }
+
+    /// Whether the funds are zero.
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+impl Price {
+    /// `price × size` in quote currency, checked.
+    pub fn checked_mul(self, size: Size) -> Result<Funds, MoneyError> {
+        self.0
+            .checked_mul(size.0)
+            .map(Funds)
+            .ok_or(MoneyError::Overflow { what: "funds" })
+    }
+}
+
+/// Formats a value with exactly 8 decimals, as Coinbase prints the
+/// "smallest unit" in its validation messages (`0.01000000`).
+pub fn format_8dp(value: Decimal) -> String {
+    let mut v = value;
+    v.rescale(8);
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    #[test]
+    fn strict_decimal_text_is_accepted() {
+        for ok in ["0", "0.5", "26000.00", "-3.25", "0.00000001", "100000"] {
+            assert!(parse_decimal("price", ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn malformed_decimal_text_is_rejected_with_a_reason() {
+        for bad in [
+            "", "-", "NaN", "nan", "inf", "1e5", "1E-3", "+1", " 1", "1 ", "0.-10000", "1.", ".5",
+            "01.5", "1,5", "0x10", "--1", "1.2.3",
+        ] {
+            let err = parse_decimal("price", bad).unwrap_err().to_string();
+            assert!(err.starts_with("price `"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn price_must_be_positive_and_size_non_negative() {
+        assert!(Price::parse("0").is_err());
+        assert!(Price::parse("-1").is_err());
+        assert_eq!(Size::parse("0").unwrap(), Size::ZERO);
+        assert_eq!(
+            Size::parse("-0.1").unwrap_err().to_string(),
+            "size must not be negative, got -0.1"
+        );
+    }
+
+    #[test]
+    fn arithmetic_is_checked() {
+        let p = Price::parse("26000.01").unwrap();
+        let s = Size::parse("0.01").unwrap();
+        assert_eq!(p.checked_mul(s).unwrap().get(), dec!(260.0001));
+        assert!(
+            Size::parse("1")
+                .unwrap()
+                .checked_sub(Size::parse("2").unwrap())
+                .is_err()
+        );
+        assert!(
+            Funds::new(Decimal::MAX)
+                .unwrap()
+                .checked_add(Funds::new(Decimal::MAX).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn increments_and_rounding() {
+        let p = Price::parse("26000.015").unwrap();
+        assert!(!p.is_multiple_of(dec!(0.01)));
+        assert_eq!(p.floor_to(dec!(0.01)), dec!(26000.01));
+        assert_eq!(p.round_to(dec!(0.01)), dec!(26000.02));
+        assert!(Price::parse("26000.01").unwrap().is_multiple_of(dec!(0.01)));
+    }
+
+    #[test]
+    fn market_funds_truncate_as_documented() {
+        let f = Funds::new(dec!(10) / dec!(1.005)).unwrap().truncate_dp(8);
+        assert_eq!(f.get(), dec!(9.95024875));
+        let f = Funds::new(dec!(10) / dec!(1.0025)).unwrap().truncate_dp(8);
+        assert_eq!(f.get(), dec!(9.97506234));
+    }
+
+    #[test]
+    fn smallest_unit_prints_with_8_decimals() {
+        assert_eq!(format_8dp(dec!(0.01)), "0.01000000");
+        assert_eq!(format_8dp(dec!(5)), "5.00000000");
+    }
+
+    #[test]
+    fn serde_goes_through_the_checked_parser() {
+        let p: Price = serde_json::from_str("\"27000.50\"").unwrap();
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"27000.50\"");
+        assert!(serde_json::from_str::<Price>("\"1e3\"").is_err());
+        assert!(serde_json::from_str::<Price>("\"-1\"").is_err());
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn prop_display_parse_round_trips(units in 1i64..i64::MAX, scale in 0u32..12) {
+            let p = Price::new(Decimal::new(units, scale)).unwrap();
+            prop_assert_eq!(Price::parse(&p.to_string()).unwrap(), p);
+        }
+
+        #[test]
+        fn prop_floor_is_a_multiple_not_above(units in 0i64..1_000_000_000_000, inc_units in 1i64..10_000) {
+            let s = Size::new(Decimal::new(units, 8)).unwrap();
+            let inc = Decimal::new(inc_units, 8);
+            let f = s.floor_to(inc);
+            prop_assert!(f <= s.get());
+            prop_assert!((f % inc).is_zero());
+            prop_assert!(s.get() - f < inc);
+        }
+    }
+}
