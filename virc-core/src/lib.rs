@@ -8,9 +8,11 @@
 //! - [`product`]: products and their catalogue (`GET /products`).
 //! - [`order`]: order requests, validation with Coinbase's texts, the lifecycle.
 //! - [`ledger`]: balances, holds, fees and per-bot reservations.
+//! - [`matcher`]: the matching engine with Coinbase semantics.
 
 pub mod ids;
 pub mod ledger;
+pub mod matcher;
 pub mod money;
 pub mod order;
 pub mod product;
