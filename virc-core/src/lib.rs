@@ -9,10 +9,14 @@
 //! - [`order`]: order requests, validation with Coinbase's texts, the lifecycle.
 //! - [`ledger`]: balances, holds, fees and per-bot reservations.
 //! - [`matcher`]: the matching engine with Coinbase semantics.
+//! - [`book`]: the level-2 book.
+//! - [`paper`]: the queue-aware paper fill model against an observed market.
 
+pub mod book;
 pub mod ids;
 pub mod ledger;
 pub mod matcher;
 pub mod money;
 pub mod order;
+pub mod paper;
 pub mod product;
