@@ -444,20 +444,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{
-        order::{OrderRequest, validate_for},
-        product::Catalogue,
-    };
-
-    fn btc_usd() -> Product {
-        Catalogue::from_json(include_str!(
-            "../tests/fixtures/cryptofeed/products-2021-04-17.json"
-        ))
-        .unwrap()
-        .get("BTC-USD")
-        .unwrap()
-        .clone()
-    }
+    use crate::order::{OrderRequest, validate_for};
+    use crate::testkit::btc_usd;
 
     fn oid(n: u128) -> OrderId {
         OrderId(Uuid::from_u128(n))

@@ -20,3 +20,5 @@ pub mod money;
 pub mod order;
 pub mod paper;
 pub mod product;
+#[cfg(test)]
+mod testkit;

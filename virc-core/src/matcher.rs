@@ -30,7 +30,7 @@
 //! money moves only between ledgers and fees (Σ balances + Σ fees is
 //! constant); the same inputs give the same events, byte for byte.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,8 @@ use crate::{
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Funds, Price, Size},
     order::{
-        CancelReason, DoneReason, MarketAmount, NewOrder, OrderKind, POST_ONLY_MODE, Rejection,
-        Side, StopKind, Stp, TimeInForce,
+        CancelReason, DoneReason, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
+        POST_ONLY_MODE, Rejection, Side, StopKind, Stp, TimeInForce,
     },
     product::Product,
 };
@@ -178,6 +178,8 @@ pub struct Matcher {
     bids: BTreeMap<Price, VecDeque<OrderId>>,
     asks: BTreeMap<Price, VecDeque<OrderId>>,
     resting: HashMap<OrderId, Resting>,
+    /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
+    expiries: BTreeSet<(i64, OrderId)>,
     stops: Vec<Parked>,
     ledgers: BTreeMap<UserId, Ledger>,
     sequence: u64,
@@ -197,6 +199,7 @@ impl Matcher {
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
             resting: HashMap::new(),
+            expiries: BTreeSet::new(),
             stops: Vec::new(),
             ledgers: BTreeMap::new(),
             sequence: 0,
@@ -343,10 +346,7 @@ impl Matcher {
         match self.resting.get(&id) {
             Some(r) if r.user == user => {}
             _ => {
-                return Err(Rejection {
-                    status: 404,
-                    message: "order not found".into(),
-                });
+                return Err(Rejection::not_found(ORDER_NOT_FOUND));
             }
         }
         self.remove_resting(id, DoneReason::Canceled(CancelReason::User));
@@ -363,15 +363,12 @@ impl Matcher {
     /// Cancels expired GTT orders, leaving their events queued.
     fn expire(&mut self, now: i64) {
         self.now = self.now.max(now);
-        let mut expired: Vec<OrderId> = self
-            .resting
-            .iter()
-            .filter(|(_, r)| r.expire_at.is_some_and(|t| t <= self.now))
-            .map(|(id, _)| *id)
-            .collect();
-        // Deterministic order: ids are issued in arrival order.
-        expired.sort();
-        for id in expired {
+        // Ids are issued in arrival order, so ties at one expiry time go in arrival order.
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > self.now {
+                break;
+            }
+            self.expiries.pop_first();
             self.remove_resting(id, DoneReason::Canceled(CancelReason::TimeInForce));
         }
     }
@@ -579,6 +576,9 @@ impl Matcher {
                     Some(TimeInForce::Gtt(after)) => Some(self.now.saturating_add(after.nanos())),
                     _ => None,
                 };
+                if let Some(at) = expire_at {
+                    self.expiries.insert((at, id));
+                }
                 let book = match side {
                     Side::Buy => &mut self.bids,
                     Side::Sell => &mut self.asks,
@@ -722,11 +722,15 @@ impl Matcher {
         self.trade_id += 1;
         let maker_fee = fill_fee(price, size, self.rates.maker);
         let taker_fee = fill_fee(price, size, self.rates.taker);
-        let product = self.product.clone();
-        self.ledger_mut(maker.user)
-            .settle_fill(maker_id, &product, maker.side, price, size, maker_fee, None);
-        self.ledger_mut(taker)
-            .settle_fill(taker_id, &product, side, price, size, taker_fee, None);
+        let product = &self.product;
+        self.ledgers
+            .entry(maker.user)
+            .or_default()
+            .settle_fill(maker_id, product, maker.side, price, size, maker_fee, None);
+        self.ledgers
+            .entry(taker)
+            .or_default()
+            .settle_fill(taker_id, product, side, price, size, taker_fee, None);
         self.last_price = Some(price);
         self.emit(
             true,
@@ -785,6 +789,9 @@ impl Matcher {
         let Some(r) = self.resting.remove(&id) else {
             return;
         };
+        if let Some(at) = r.expire_at {
+            self.expiries.remove(&(at, id));
+        }
         let book = match r.side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
@@ -855,20 +862,8 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::{
-        order::{OrderRequest, validate_for},
-        product::Catalogue,
-    };
-
-    pub(super) fn btc_usd() -> Product {
-        Catalogue::from_json(include_str!(
-            "../tests/fixtures/cryptofeed/products-2021-04-17.json"
-        ))
-        .unwrap()
-        .get("BTC-USD")
-        .unwrap()
-        .clone()
-    }
+    use crate::order::{OrderRequest, validate_for};
+    use crate::testkit::btc_usd;
 
     pub(super) const RATES: FeeRates = FeeRates {
         maker: dec!(0.004),
@@ -1185,11 +1180,9 @@ mod property_tests {
     use proptest::prelude::*;
     use rust_decimal::Decimal;
 
-    use super::{
-        tests::{RATES, btc_usd},
-        *,
-    };
+    use super::{tests::RATES, *};
     use crate::order::{OrderRequest, validate_for};
+    use crate::testkit::btc_usd;
 
     #[derive(Debug, Clone)]
     enum Op {

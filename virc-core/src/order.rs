@@ -26,6 +26,8 @@ pub const LIMIT_ONLY_MODE: &str = "Limit only mode";
 pub const CANCEL_ONLY_MODE: &str = "Cancel only mode";
 /// `Product not found`.
 pub const PRODUCT_NOT_FOUND: &str = "Product not found";
+/// `order not found`: unknown, purged or already done.
+pub const ORDER_NOT_FOUND: &str = "order not found";
 
 /// Order side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +214,14 @@ impl Rejection {
             message: message.into(),
         }
     }
+
+    /// A 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: message.into(),
+        }
+    }
 }
 
 fn decimal_field(name: &'static str, text: &str) -> Result<Decimal, Rejection> {
@@ -239,10 +249,9 @@ pub fn validate<'c>(
     catalogue: &'c Catalogue,
     req: &OrderRequest,
 ) -> Result<(&'c Product, NewOrder), Rejection> {
-    let product = catalogue.get(&req.product_id).ok_or_else(|| Rejection {
-        status: 404,
-        message: PRODUCT_NOT_FOUND.into(),
-    })?;
+    let product = catalogue
+        .get(&req.product_id)
+        .ok_or_else(|| Rejection::not_found(PRODUCT_NOT_FOUND))?;
     let order = validate_for(product, req)?;
     Ok((product, order))
 }
@@ -614,13 +623,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
-
-    fn catalogue() -> Catalogue {
-        Catalogue::from_json(include_str!(
-            "../tests/fixtures/cryptofeed/products-2021-04-17.json"
-        ))
-        .unwrap()
-    }
+    use crate::testkit::catalogue;
 
     fn limit(side: &str, price: &str, size: &str) -> OrderRequest {
         OrderRequest {

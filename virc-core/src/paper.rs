@@ -29,7 +29,7 @@
 //! - **GTT** expiry is applied before anything at or after the expiry time.
 //! - Our orders never move the real market: the next L2 update is the truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,8 @@ use crate::{
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Price, Size},
     order::{
-        CancelReason, DoneReason, MarketAmount, NewOrder, OrderKind, POST_ONLY_MODE, Rejection,
-        Side, StopKind, TimeInForce,
+        CancelReason, DoneReason, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
+        POST_ONLY_MODE, Rejection, Side, StopKind, TimeInForce,
     },
     product::Product,
 };
@@ -128,6 +128,8 @@ pub struct PaperExchange {
     book: L2Book,
     consumed: HashMap<(Side, Price), Decimal>,
     resting: BTreeMap<OrderId, Resting>,
+    /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
+    expiries: BTreeSet<(i64, OrderId)>,
     stops: Vec<(OrderId, NewOrder, StopKind, Price)>,
     next_order: u128,
     last_price: Option<Price>,
@@ -145,6 +147,7 @@ impl PaperExchange {
             book: L2Book::default(),
             consumed: HashMap::new(),
             resting: BTreeMap::new(),
+            expiries: BTreeSet::new(),
             stops: Vec::new(),
             next_order: 0,
             last_price: None,
@@ -288,10 +291,7 @@ impl PaperExchange {
             return Ok(std::mem::take(&mut self.events));
         }
         if !self.resting.contains_key(&id) {
-            return Err(Rejection {
-                status: 404,
-                message: "order not found".into(),
-            });
+            return Err(Rejection::not_found(ORDER_NOT_FOUND));
         }
         self.finish_resting(id, DoneReason::Canceled(CancelReason::User));
         Ok(std::mem::take(&mut self.events))
@@ -305,13 +305,12 @@ impl PaperExchange {
 
     fn expire(&mut self, now: i64) {
         self.now = self.now.max(now);
-        let expired: Vec<OrderId> = self
-            .resting
-            .iter()
-            .filter(|(_, r)| r.expire_at.is_some_and(|t| t <= self.now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
+        // Ids are issued in arrival order, so ties at one expiry time go in arrival order.
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > self.now {
+                break;
+            }
+            self.expiries.pop_first();
             self.finish_resting(id, DoneReason::Canceled(CancelReason::TimeInForce));
         }
     }
@@ -341,6 +340,9 @@ impl PaperExchange {
 
     fn finish_resting(&mut self, id: OrderId, reason: DoneReason) {
         if let Some(r) = self.resting.remove(&id) {
+            if let Some(at) = r.expire_at {
+                self.expiries.remove(&(at, id));
+            }
             let _ = self.ledger.release_hold(id);
             self.events.push(PaperEvent::Done {
                 order_id: id,
@@ -458,6 +460,9 @@ impl PaperExchange {
                     Some(TimeInForce::Gtt(after)) => Some(self.now.saturating_add(after.nanos())),
                     _ => None,
                 };
+                if let Some(at) = expire_at {
+                    self.expiries.insert((at, id));
+                }
                 let queue_ahead = self.book.size_at(side, price);
                 self.resting.insert(
                     id,
@@ -528,25 +533,13 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::{
-        order::{OrderRequest, validate_for},
-        product::Catalogue,
-    };
+    use crate::order::{OrderRequest, validate_for};
+    use crate::testkit::btc_usd;
 
     const RATES: FeeRates = FeeRates {
         maker: dec!(0.004),
         taker: dec!(0.006),
     };
-
-    fn btc_usd() -> Product {
-        Catalogue::from_json(include_str!(
-            "../tests/fixtures/cryptofeed/products-2021-04-17.json"
-        ))
-        .unwrap()
-        .get("BTC-USD")
-        .unwrap()
-        .clone()
-    }
 
     fn p(s: &str) -> Price {
         Price::parse(s).unwrap()

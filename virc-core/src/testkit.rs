@@ -1,0 +1,19 @@
+//! Fixtures shared by the unit tests of this crate.
+
+use crate::product::{Catalogue, Product};
+
+/// The real 162-product `/products` response of 2021-04-17.
+pub(crate) fn catalogue() -> Catalogue {
+    Catalogue::from_json(include_str!(
+        "../tests/fixtures/cryptofeed/products-2021-04-17.json"
+    ))
+    .expect("fixture parses")
+}
+
+/// BTC-USD from that response: tick 0.01, step 0.00000001, min funds 5.
+pub(crate) fn btc_usd() -> Product {
+    catalogue()
+        .get("BTC-USD")
+        .expect("BTC-USD is in the fixture")
+        .clone()
+}
