@@ -386,45 +386,53 @@ fn main() {
         }
     }
 
-    // A market drifting upward for a long time: orders keep being added near
-    // a moving mid and swept; our book must stay bounded (empty levels freed).
+    // A market drifting upward for a long time: makers add near a moving mid
+    // and cancel their oldest order once 10,000 rest (as real makers pull
+    // stale quotes); takers sweep. Live orders are then bounded, and the book
+    // stays bounded only if emptied levels and finished orders are freed.
     let mut v = Virc::new();
     let mut rng = Rng(0x00D1_21F7);
     let mut mid = MID;
+    let mut live = std::collections::VecDeque::new();
     let mut peak_levels = 0;
     let mut peak_orders = 0;
     for (id, step) in (1u64..).zip(0..2_000_000u64) {
         if step % 1000 == 0 {
             mid += 5;
         }
-        let op = match rng.below(10) {
-            0..=5 => {
-                let buy = rng.below(2) == 0;
-                let off = 1 + rng.below(20);
-                Op::Add {
-                    id,
-                    buy,
-                    ticks: if buy { mid - off } else { mid + off },
-                    lots: 1 + rng.below(100),
-                }
+        let op = if rng.below(10) < 7 {
+            let buy = rng.below(2) == 0;
+            let off = 1 + rng.below(20);
+            live.push_back(id);
+            Op::Add {
+                id,
+                buy,
+                ticks: if buy { mid - off } else { mid + off },
+                lots: 1 + rng.below(100),
             }
-            6..=7 => Op::Cancel {
-                id: id.saturating_sub(1 + rng.below(500)),
-            },
-            _ => Op::Market {
+        } else {
+            Op::Market {
                 id,
                 buy: rng.below(3) != 0,
                 lots: 50 + rng.below(200),
-            },
+            }
         };
         v.apply(op);
-        if step % 100_000 == 0 {
+        let stale = if live.len() > 10_000 {
+            live.pop_front()
+        } else {
+            None
+        };
+        if let Some(old) = stale {
+            v.apply(Op::Cancel { id: old });
+        }
+        if step % 10_000 == 0 {
             peak_levels = peak_levels.max(v.m.level_count());
             peak_orders = peak_orders.max(v.m.resting_count());
         }
     }
     println!(
-        "drift 2 M ops, mid +{} ticks: final {} levels / {} resting orders, peak {} levels / {} orders (bounded: old levels are freed)",
+        "drift 2 M ops, mid +{} ticks: final {} levels / {} resting orders, peak {} levels / {} orders",
         mid - MID,
         v.m.level_count(),
         v.m.resting_count(),
