@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use virc_core::{
     ids::OrderId,
     ledger::FeeRates,
-    matcher::{FeedKind, Matcher, UserId},
+    matcher::{FeedEvent, FeedKind, Matcher, UserId},
     money::{Price, Size},
     order::{MarketAmount, NewOrder, OrderKind, Side, Stp, TimeInForce},
     product::Catalogue,
@@ -125,6 +125,7 @@ struct Virc {
     m: Matcher,
     ids: HashMap<u64, (UserId, OrderId)>,
     executed: u64,
+    buf: Vec<FeedEvent>,
 }
 
 impl Virc {
@@ -155,10 +156,11 @@ impl Virc {
             m,
             ids: HashMap::new(),
             executed: 0,
+            buf: Vec::with_capacity(64),
         }
     }
-    fn count(&mut self, events: &[virc_core::matcher::FeedEvent]) {
-        for e in events {
+    fn count(&mut self) {
+        for e in self.buf.drain(..) {
             if let FeedKind::Match { size, .. } = &e.kind {
                 self.executed += (size.get() * Decimal::from(1000))
                     .try_into()
@@ -198,13 +200,14 @@ impl Engine for Virc {
                     },
                     stp: Stp::Dc,
                 };
-                let (oid, ev) = self.m.submit(user, order, 0).unwrap();
-                self.count(&ev);
+                let oid = self.m.submit_into(user, order, 0, &mut self.buf).unwrap();
+                self.count();
                 self.ids.insert(id, (user, oid));
             }
             Op::Cancel { id } => {
                 if let Some((user, oid)) = self.ids.remove(&id) {
-                    let _ = black_box(self.m.cancel(user, oid, 0));
+                    let _ = black_box(self.m.cancel_into(user, oid, 0, &mut self.buf));
+                    self.buf.clear();
                 }
             }
             Op::Market { buy, lots, .. } => {
@@ -221,9 +224,8 @@ impl Engine for Virc {
                     )),
                     stp: Stp::Dc,
                 };
-                if let Ok((_, ev)) = self.m.submit(user, order, 0) {
-                    self.count(&ev);
-                }
+                let _ = self.m.submit_into(user, order, 0, &mut self.buf);
+                self.count();
             }
         }
     }
@@ -344,7 +346,12 @@ fn main() {
         ("add-only", workload(n, 100, 0, 0x5EED_0002)),
         ("match-heavy 50/50", workload(n, 50, 0, 0x5EED_0003)),
     ];
-    for (name, ops) in &workloads {
+    // `cargo bench -p virc-core --bench matcher -- mix` runs only workloads whose name contains "mix".
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    for (name, ops) in workloads
+        .iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+    {
         println!("workload {name}: {n} ops");
         let mut engines: Vec<Box<dyn Engine>> = vec![
             Box::new(Virc::new()),
@@ -386,6 +393,9 @@ fn main() {
         }
     }
 
+    if filter.as_deref().is_some_and(|f| f != "drift") {
+        return;
+    }
     // A market drifting upward for a long time: makers add near a moving mid
     // and cancel their oldest order once 10,000 rest (as real makers pull
     // stale quotes); takers sweep. Live orders are then bounded, and the book

@@ -196,6 +196,15 @@ impl From<LedgerError> for Rejection {
     }
 }
 
+/// The entry for `key` in a `String`-keyed map, allocating the key only the
+/// first time a currency is seen (this runs on every fill).
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 /// One account's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
@@ -295,13 +304,13 @@ impl Ledger {
     }
 
     /// The currency and amount Coinbase would hold for `order` now.
-    pub fn hold_needed(
+    pub fn hold_needed<'p>(
         &self,
-        product: &Product,
+        product: &'p Product,
         order: &NewOrder,
         rates: FeeRates,
         bot: Option<BotId>,
-    ) -> (String, Decimal) {
+    ) -> (&'p str, Decimal) {
         let (base, quote) = (&product.base_currency, &product.quote_currency);
         let spendable = |c: &str| match bot {
             Some(b) => self.reserved(b, c),
@@ -309,21 +318,21 @@ impl Ledger {
         };
         match (order.side, order.kind) {
             (Side::Buy, OrderKind::Limit { price, size, .. }) => (
-                quote.clone(),
+                quote.as_str(),
                 price.get() * size.get() * (Decimal::ONE + rates.taker),
             ),
             (
                 Side::Sell,
                 OrderKind::Limit { size, .. } | OrderKind::Market(MarketAmount::Size(size)),
-            ) => (base.clone(), size.get()),
+            ) => (base.as_str(), size.get()),
             (Side::Buy, OrderKind::Market(MarketAmount::Funds(funds))) => {
-                (quote.clone(), funds.get())
+                (quote.as_str(), funds.get())
             }
             (Side::Buy, OrderKind::Market(MarketAmount::Size(_))) => {
-                (quote.clone(), spendable(quote))
+                (quote.as_str(), spendable(quote))
             }
             (Side::Sell, OrderKind::Market(MarketAmount::Funds(_))) => {
-                (base.clone(), spendable(base))
+                (base.as_str(), spendable(base))
             }
         }
     }
@@ -357,7 +366,7 @@ impl Ledger {
                 }
             }
         }
-        self.balances.entry(currency.to_owned()).or_default().hold += amount;
+        slot(&mut self.balances, currency).hold += amount;
         self.holds.insert(
             order,
             Hold {
@@ -402,20 +411,17 @@ impl Ledger {
             }
             None => Decimal::ZERO,
         };
-        let out = self.balances.entry(out_currency.to_owned()).or_default();
+        let out = slot(&mut self.balances, out_currency);
         out.balance -= out_amount;
         out.hold -= used;
-        self.balances
-            .entry(in_currency.to_owned())
-            .or_default()
-            .balance += in_amount;
+        slot(&mut self.balances, in_currency).balance += in_amount;
         if let Some(b) = bot {
             *self
                 .reservations
                 .entry((b, in_currency.to_owned()))
                 .or_default() += in_amount;
         }
-        *self.fees_paid.entry(quote.to_owned()).or_default() += fee;
+        *slot(&mut self.fees_paid, quote) += fee;
     }
 
     /// Releases what is left of an order's hold (the order is done); the
@@ -559,11 +565,7 @@ mod tests {
             ),
         ];
         for (o, (cur, amount)) in cases {
-            assert_eq!(
-                l.hold_needed(&p, &o, RATES, None),
-                (cur.to_owned(), amount),
-                "{o:?}"
-            );
+            assert_eq!(l.hold_needed(&p, &o, RATES, None), (cur, amount), "{o:?}");
         }
     }
 
@@ -574,7 +576,7 @@ mod tests {
         l.deposit("USD", dec!(1000)).unwrap();
         let o = limit("buy", "20000.00", "0.01");
         let (cur, amount) = l.hold_needed(&p, &o, RATES, None);
-        l.place_hold(oid(1), &cur, amount, None).unwrap();
+        l.place_hold(oid(1), cur, amount, None).unwrap();
         assert_eq!(
             l.balance("USD"),
             Balance {
@@ -621,7 +623,7 @@ mod tests {
         l.deposit("USD", dec!(100)).unwrap();
         let o = limit("buy", "20000.00", "0.01");
         let (cur, amount) = l.hold_needed(&p, &o, RATES, None);
-        let err = l.place_hold(oid(1), &cur, amount, None).unwrap_err();
+        let err = l.place_hold(oid(1), cur, amount, None).unwrap_err();
         assert_eq!(Rejection::from(err).message, "Insufficient funds");
         assert_eq!(l.balance("USD").hold, dec!(0));
     }
@@ -640,14 +642,14 @@ mod tests {
         let o = limit("buy", "20000.00", "0.01");
         let (cur, amount) = l.hold_needed(&p, &o, RATES, Some(b));
         assert_eq!(
-            l.place_hold(oid(1), &cur, amount, Some(b)),
+            l.place_hold(oid(1), cur, amount, Some(b)),
             Err(LedgerError::InsufficientFunds)
         );
         assert_eq!(
-            l.place_hold(oid(2), &cur, amount, None),
+            l.place_hold(oid(2), cur, amount, None),
             Err(LedgerError::InsufficientFunds)
         );
-        l.place_hold(oid(3), &cur, amount, Some(a)).unwrap();
+        l.place_hold(oid(3), cur, amount, Some(a)).unwrap();
         assert_eq!(l.reserved(a, "USD"), dec!(48.8));
         // Bot a's buy fills: the BTC is a's, and the unused hold returns to a.
         let price = Price::parse("20000.00").unwrap();

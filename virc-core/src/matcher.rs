@@ -47,6 +47,33 @@ use crate::{
     product::Product,
 };
 
+/// Hashes order ids cheaply: they are issued by this engine from a counter,
+/// so they need no protection against crafted collisions, and SipHash was a
+/// measurable part of every operation.
+#[derive(Debug, Clone, Copy, Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // splitmix64's finalizer: every input bit reaches the low bits that
+        // pick the bucket (the counter sits in the high bytes of a UUID).
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(32) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+type IdMap<V> = HashMap<OrderId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// A participant of the simulated exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserId(pub u32);
@@ -163,6 +190,18 @@ struct Parked {
     stop_price: Price,
 }
 
+/// One price level. Cancels are lazy: a canceled id stays in the queue until
+/// it reaches the front (or the queue is compacted), so a cancel costs
+/// O(log levels) instead of a scan of the queue.
+///
+/// Invariant: the front id, if any, is a live resting order, and `live` is
+/// the number of live orders in `queue`; a level with none is removed.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    queue: VecDeque<OrderId>,
+    live: usize,
+}
+
 /// What the incoming order still wants.
 #[derive(Debug, Clone, Copy)]
 enum Want {
@@ -175,9 +214,9 @@ enum Want {
 pub struct Matcher {
     product: Product,
     rates: FeeRates,
-    bids: BTreeMap<Price, VecDeque<OrderId>>,
-    asks: BTreeMap<Price, VecDeque<OrderId>>,
-    resting: HashMap<OrderId, Resting>,
+    bids: BTreeMap<Price, Level>,
+    asks: BTreeMap<Price, Level>,
+    resting: IdMap<Resting>,
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
     expiries: BTreeSet<(i64, OrderId)>,
     stops: Vec<Parked>,
@@ -198,7 +237,7 @@ impl Matcher {
             rates,
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
-            resting: HashMap::new(),
+            resting: IdMap::default(),
             expiries: BTreeSet::new(),
             stops: Vec::new(),
             ledgers: BTreeMap::new(),
@@ -243,7 +282,8 @@ impl Matcher {
 
     /// Aggregated levels, best first: (price, total size).
     pub fn depth(&self, side: Side, levels: usize) -> Vec<(Price, Size)> {
-        let sum = |(p, q): (&Price, &VecDeque<OrderId>)| {
+        let sum = |(p, level): (&Price, &Level)| {
+            let q = &level.queue;
             let total = q
                 .iter()
                 .filter_map(|id| self.resting.get(id))
@@ -281,9 +321,24 @@ impl Matcher {
         order: NewOrder,
         now: i64,
     ) -> Result<(OrderId, Vec<FeedEvent>), Rejection> {
+        let mut events = Vec::new();
+        let id = self.submit_into(user, order, now, &mut events)?;
+        Ok((id, events))
+    }
+
+    /// As [`Matcher::submit`], appending the events to `out` so a caller on a
+    /// hot path can reuse one buffer. Expiries that precede a refused order
+    /// are still appended.
+    pub fn submit_into(
+        &mut self,
+        user: UserId,
+        order: NewOrder,
+        now: i64,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<OrderId, Rejection> {
         self.expire(now);
         let id = self.new_id();
-        if let OrderKind::Limit {
+        let result = if let OrderKind::Limit {
             price,
             size,
             stop: Some((stop, stop_price)),
@@ -309,11 +364,15 @@ impl Matcher {
                     size,
                 },
             );
-            return Ok((id, std::mem::take(&mut self.events)));
-        }
-        self.enter(id, user, order)?;
-        self.run_stops();
-        Ok((id, std::mem::take(&mut self.events)))
+            Ok(id)
+        } else {
+            self.enter(id, user, order).map(|()| {
+                self.run_stops();
+                id
+            })
+        };
+        out.append(&mut self.events);
+        result
     }
 
     /// Cancels an order of `user`. An unknown or already done order is
@@ -324,6 +383,25 @@ impl Matcher {
         id: OrderId,
         now: i64,
     ) -> Result<Vec<FeedEvent>, Rejection> {
+        let mut events = Vec::new();
+        self.cancel_into(user, id, now, &mut events)?;
+        Ok(events)
+    }
+
+    /// As [`Matcher::cancel`], appending the events to `out`.
+    pub fn cancel_into(
+        &mut self,
+        user: UserId,
+        id: OrderId,
+        now: i64,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), Rejection> {
+        let result = self.cancel_inner(user, id, now);
+        out.append(&mut self.events);
+        result
+    }
+
+    fn cancel_inner(&mut self, user: UserId, id: OrderId, now: i64) -> Result<(), Rejection> {
         self.expire(now);
         if let Some(pos) = self.stops.iter().position(|s| s.id == id && s.user == user) {
             let parked = self.stops.remove(pos);
@@ -341,7 +419,7 @@ impl Matcher {
                     reason: DoneReason::Canceled(CancelReason::User),
                 },
             );
-            return Ok(std::mem::take(&mut self.events));
+            return Ok(());
         }
         match self.resting.get(&id) {
             Some(r) if r.user == user => {}
@@ -350,7 +428,7 @@ impl Matcher {
             }
         }
         self.remove_resting(id, DoneReason::Canceled(CancelReason::User));
-        Ok(std::mem::take(&mut self.events))
+        Ok(())
     }
 
     /// Moves time to `now`: GTT orders whose expiry is at or before `now`
@@ -418,11 +496,12 @@ impl Matcher {
     /// How much of `want` the opposite side could fill now, counting own orders as matches (FOK).
     fn fillable(&self, side: Side, limit: Option<Price>, want: Want) -> bool {
         let mut left = want;
-        let levels: Box<dyn Iterator<Item = (&Price, &VecDeque<OrderId>)>> = match side {
+        let levels: Box<dyn Iterator<Item = (&Price, &Level)>> = match side {
             Side::Buy => Box::new(self.asks.iter()),
             Side::Sell => Box::new(self.bids.iter().rev()),
         };
-        for (price, queue) in levels {
+        for (price, level) in levels {
+            let queue = &level.queue;
             if !Self::crosses(side, limit, *price) {
                 break;
             }
@@ -465,7 +544,7 @@ impl Matcher {
         self.ledgers
             .entry(user)
             .or_default()
-            .place_hold(id, &currency, amount, None)?;
+            .place_hold(id, currency, amount, None)?;
         if post_only
             && self
                 .best_opposite(side)
@@ -513,7 +592,7 @@ impl Matcher {
                 Side::Buy => self.asks.get(&level),
                 Side::Sell => self.bids.get(&level),
             };
-            let Some(maker_id) = queue.and_then(|q| q.front().copied()) else {
+            let Some(maker_id) = queue.and_then(|l| l.queue.front().copied()) else {
                 break;
             };
             let Some(maker) = self.resting.get(&maker_id).cloned() else {
@@ -583,7 +662,9 @@ impl Matcher {
                     Side::Buy => &mut self.bids,
                     Side::Sell => &mut self.asks,
                 };
-                book.entry(price).or_default().push_back(id);
+                let level = book.entry(price).or_default();
+                level.queue.push_back(id);
+                level.live += 1;
                 self.resting.insert(
                     id,
                     Resting {
@@ -796,10 +877,21 @@ impl Matcher {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        if let Some(queue) = book.get_mut(&r.price) {
-            queue.retain(|o| *o != id);
-            if queue.is_empty() {
+        if let Some(level) = book.get_mut(&r.price) {
+            level.live = level.live.saturating_sub(1);
+            if level.live == 0 {
                 book.remove(&r.price);
+            } else {
+                while level
+                    .queue
+                    .front()
+                    .is_some_and(|front| !self.resting.contains_key(front))
+                {
+                    level.queue.pop_front();
+                }
+                if level.queue.len() > 2 * level.live + 8 {
+                    level.queue.retain(|o| self.resting.contains_key(o));
+                }
             }
         }
         let _ = self.ledger_mut(r.user).release_hold(id);

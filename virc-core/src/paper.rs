@@ -391,7 +391,7 @@ impl PaperExchange {
         let (currency, amount) = self
             .ledger
             .hold_needed(&self.product, &order, self.rates, None);
-        self.ledger.place_hold(id, &currency, amount, None)?;
+        self.ledger.place_hold(id, currency, amount, None)?;
         let levels = self.takeable(side, limit);
         if post_only && !levels.is_empty() {
             let _ = self.ledger.release_hold(id);
