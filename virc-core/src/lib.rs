@@ -11,10 +11,13 @@
 //! - [`matcher`]: the matching engine with Coinbase semantics.
 //! - [`book`]: the level-2 book.
 //! - [`paper`]: the queue-aware paper fill model against an observed market.
+//! - [`market`]: trades to candles, rolling windows and indicators.
+//! - [`time`]: exchange timestamps (RFC 3339) without a clock.
 
 pub mod book;
 pub mod ids;
 pub mod ledger;
+pub mod market;
 pub mod matcher;
 pub mod money;
 pub mod order;
@@ -22,3 +25,4 @@ pub mod paper;
 pub mod product;
 #[cfg(test)]
 mod testkit;
+pub mod time;

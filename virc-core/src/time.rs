@@ -1,0 +1,110 @@
+//! Exchange timestamps: RFC 3339 UTC text (`2016-05-12T15:04:30.982824Z`)
+//! to nanoseconds since the Unix epoch, without a clock.
+
+/// Why a timestamp could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("time `{0}` is not an RFC 3339 UTC timestamp like 2021-04-17T16:43:37.075687Z")]
+pub struct TimeError(pub String);
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (or `+00:00`) into nanoseconds.
+pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
+    let bad = || TimeError(text.to_owned());
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<u32, TimeError> {
+        let s = text.get(r).ok_or_else(bad)?;
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    let rest = &text[19..];
+    let (frac, zone) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            (&r[..end], &r[end..])
+        }
+        None => ("", rest),
+    };
+    if !(zone == "Z" || zone == "+00:00") || (rest.starts_with('.') && frac.is_empty()) {
+        return Err(bad());
+    }
+    let mut nanos: i64 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        nanos += i64::from(c - b'0') * 10_i64.pow(8 - u32::try_from(i).unwrap_or(8));
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
+    secs.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(nanos))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exchange_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(
+            parse_rfc3339("2021-04-17T16:43:37.075687Z").unwrap(),
+            1_618_677_817_075_687_000
+        );
+        assert_eq!(
+            parse_rfc3339("2016-05-12T15:04:30.982824Z").unwrap(),
+            1_463_065_470_982_824_000
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.5+00:00").unwrap(),
+            951_782_400_500_000_000
+        );
+        // Coinbase's zero time does not fit i64 nanoseconds (1677..2262): an error, never an overflow.
+        assert!(parse_rfc3339("0001-01-01T00:00:00.000000Z").is_err());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "2021-04-17",
+            "2021-13-01T00:00:00Z",
+            "2021-04-17T16:43:37",
+            "2021-04-17T16:43:37.Z",
+            "2021-04-17T16:43:37+02:00",
+            "2021-04-1xT16:43:37Z",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+}
