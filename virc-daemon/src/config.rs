@@ -343,17 +343,38 @@ pub struct Credentials {
 
 impl Credentials {
     /// Loads the credentials file (which must be mode 0600 or stricter) if
-    /// there is one, then applies `VIRC_API_TOKEN`.
+    /// there is one, then applies the environment: `VIRC_API_TOKEN`, and
+    /// `VIRC_COINBASE_KEY` / `_SECRET` / `_PASSPHRASE` (all three) for the
+    /// connection named by `VIRC_COINBASE_EXCHANGE` (default `live`).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut creds = match path {
             Some(path) => Self::read_file(path)?,
             None => Self::default(),
         };
-        if let Some(token) = std::env::var("VIRC_API_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-        {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(token) = var("VIRC_API_TOKEN") {
             creds.api_token = Some(Secret::new(token));
+        }
+        match (
+            var("VIRC_COINBASE_KEY"),
+            var("VIRC_COINBASE_SECRET"),
+            var("VIRC_COINBASE_PASSPHRASE"),
+        ) {
+            (Some(key), Some(secret), Some(passphrase)) => {
+                let name = var("VIRC_COINBASE_EXCHANGE").unwrap_or_else(|| "live".to_owned());
+                let exchange = ExchangeCredentials {
+                    key,
+                    secret: Secret::new(secret),
+                    passphrase: Secret::new(passphrase),
+                };
+                creds.exchanges.insert(name, exchange);
+            }
+            (None, None, None) => {}
+            _ => {
+                return Err(ConfigError::Credentials(
+                    "VIRC_COINBASE_KEY, VIRC_COINBASE_SECRET and VIRC_COINBASE_PASSPHRASE must be set together (or none of them)".into(),
+                ));
+            }
         }
         Ok(creds)
     }

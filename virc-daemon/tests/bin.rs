@@ -120,3 +120,20 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert!(status.success());
     assert!(!sock.exists());
 }
+
+#[test]
+fn partial_exchange_credentials_in_the_environment_are_refused() {
+    let out = daemon()
+        .env("VIRC_COINBASE_KEY", "k")
+        .env("VIRC_COINBASE_SECRET", "TOPSECRET")
+        .env_remove("VIRC_COINBASE_PASSPHRASE")
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("must be set together") && !err.contains("TOPSECRET"),
+        "{err}"
+    );
+}
