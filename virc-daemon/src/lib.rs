@@ -6,6 +6,7 @@
 //! - [`paths`]: default data directory, socket and config locations.
 //! - [`store`]: sled storage behind typed methods.
 //! - [`events`]: the event bus with its persisted, resumable log.
+//! - [`exchange`]: exchange connectors (Coinbase feed messages so far).
 //! - [`api`]: the tonic services of `virc.v1`.
 //! - [`server`]: [`run`], listeners and staged shutdown.
 //! - [`clock`]: the source of "now".
@@ -14,6 +15,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod exchange;
 pub mod paths;
 pub mod server;
 pub mod store;

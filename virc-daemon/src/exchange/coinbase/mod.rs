@@ -1,0 +1,4 @@
+//! The Coinbase Exchange connector (`api.exchange.coinbase.com`,
+//! `ws-feed.exchange.coinbase.com`), split by transport.
+
+pub mod ws;

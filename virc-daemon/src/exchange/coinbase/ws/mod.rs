@@ -1,0 +1,3 @@
+//! The WebSocket feed: message types and their parsing.
+
+pub mod messages;
