@@ -185,6 +185,17 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| DaemonError::Serve(format!("reflection: {e}")))?;
 
+    // Recorded before the first call can arrive, so every client sees it.
+    let started = pb::DaemonStarted {
+        version: env!("CARGO_PKG_VERSION").into(),
+        data_dir: data_dir.display().to_string(),
+    };
+    if let Err(e) = events
+        .publish(Draft::new(Payload::DaemonStarted(started)))
+        .await
+    {
+        tracing::warn!(error = %e, "Cannot record daemon_started");
+    }
     let mut servers = JoinSet::new();
     let mut socket_paths = Vec::new();
     let mut routes = tonic::service::RoutesBuilder::default();
@@ -222,16 +233,6 @@ pub async fn run(
         }
     }
 
-    let started = pb::DaemonStarted {
-        version: env!("CARGO_PKG_VERSION").into(),
-        data_dir: data_dir.display().to_string(),
-    };
-    if let Err(e) = events
-        .publish(Draft::new(Payload::DaemonStarted(started)))
-        .await
-    {
-        tracing::warn!(error = %e, "Cannot record daemon_started");
-    }
     tracing::info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "virc-daemon ready");
 
     let reason = tokio::select! {

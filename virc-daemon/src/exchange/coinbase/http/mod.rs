@@ -1,0 +1,3 @@
+//! The REST side of the connector.
+
+pub mod signer;
