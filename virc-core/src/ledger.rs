@@ -450,31 +450,11 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::order::{OrderRequest, validate_for};
-    use crate::testkit::btc_usd;
+    use crate::order::OrderRequest;
+    use crate::testkit::{btc_usd, limit, order};
 
     fn oid(n: u128) -> OrderId {
         OrderId(Uuid::from_u128(n))
-    }
-
-    fn order(req: OrderRequest) -> NewOrder {
-        validate_for(
-            &btc_usd(),
-            &OrderRequest {
-                product_id: "BTC-USD".into(),
-                ..req
-            },
-        )
-        .unwrap()
-    }
-
-    fn limit(side: &str, price: &str, size: &str) -> NewOrder {
-        order(OrderRequest {
-            side: Some(side.into()),
-            price: Some(price.into()),
-            size: Some(size.into()),
-            ..OrderRequest::default()
-        })
     }
 
     const RATES: FeeRates = FeeRates {

@@ -30,7 +30,7 @@
 //! money moves only between ledgers and fees (Σ balances + Σ fees is
 //! constant); the same inputs give the same events, byte for byte.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ use crate::{
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Funds, Price, Size},
     order::{
-        CancelReason, DoneReason, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
+        CancelReason, DoneReason, Expiries, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
         POST_ONLY_MODE, Rejection, Side, StopKind, Stp, TimeInForce,
     },
     product::Product,
@@ -218,7 +218,7 @@ pub struct Matcher {
     asks: BTreeMap<Price, Level>,
     resting: IdMap<Resting>,
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
-    expiries: BTreeSet<(i64, OrderId)>,
+    expiries: Expiries,
     stops: Vec<Parked>,
     ledgers: BTreeMap<UserId, Ledger>,
     sequence: u64,
@@ -238,7 +238,7 @@ impl Matcher {
             bids: BTreeMap::new(),
             asks: BTreeMap::new(),
             resting: IdMap::default(),
-            expiries: BTreeSet::new(),
+            expiries: Expiries::default(),
             stops: Vec::new(),
             ledgers: BTreeMap::new(),
             sequence: 0,
@@ -441,12 +441,7 @@ impl Matcher {
     /// Cancels expired GTT orders, leaving their events queued.
     fn expire(&mut self, now: i64) {
         self.now = self.now.max(now);
-        // Ids are issued in arrival order, so ties at one expiry time go in arrival order.
-        while let Some(&(at, id)) = self.expiries.first() {
-            if at > self.now {
-                break;
-            }
-            self.expiries.pop_first();
+        while let Some(id) = self.expiries.pop_due(self.now) {
             self.remove_resting(id, DoneReason::Canceled(CancelReason::TimeInForce));
         }
     }
@@ -656,7 +651,7 @@ impl Matcher {
                     _ => None,
                 };
                 if let Some(at) = expire_at {
-                    self.expiries.insert((at, id));
+                    self.expiries.add(at, id);
                 }
                 let book = match side {
                     Side::Buy => &mut self.bids,
@@ -871,7 +866,7 @@ impl Matcher {
             return;
         };
         if let Some(at) = r.expire_at {
-            self.expiries.remove(&(at, id));
+            self.expiries.remove(at, id);
         }
         let book = match r.side {
             Side::Buy => &mut self.bids,

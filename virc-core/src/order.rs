@@ -72,6 +72,33 @@ impl CancelAfter {
     }
 }
 
+/// Resting GTT orders by expiry time, soonest first, so expiring costs
+/// O(expired) rather than a scan of every resting order. Order ids are
+/// issued in arrival order, so ties at one instant expire in arrival order.
+#[derive(Debug, Clone, Default)]
+pub struct Expiries(std::collections::BTreeSet<(i64, OrderId)>);
+
+impl Expiries {
+    /// Records that `id` expires at `at`.
+    pub fn add(&mut self, at: i64, id: OrderId) {
+        self.0.insert((at, id));
+    }
+
+    /// Forgets `id` (filled or canceled before its expiry).
+    pub fn remove(&mut self, at: i64, id: OrderId) {
+        self.0.remove(&(at, id));
+    }
+
+    /// The next order whose expiry is at or before `now`, removed from the set.
+    pub fn pop_due(&mut self, now: i64) -> Option<OrderId> {
+        let &(at, id) = self.0.first()?;
+        (at <= now).then(|| {
+            self.0.pop_first();
+            id
+        })
+    }
+}
+
 /// Time in force of a limit order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimeInForce {

@@ -29,7 +29,7 @@
 //! - **GTT** expiry is applied before anything at or after the expiry time.
 //! - Our orders never move the real market: the next L2 update is the truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ use crate::{
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Price, Size},
     order::{
-        CancelReason, DoneReason, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
+        CancelReason, DoneReason, Expiries, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
         POST_ONLY_MODE, Rejection, Side, StopKind, TimeInForce,
     },
     product::Product,
@@ -129,7 +129,7 @@ pub struct PaperExchange {
     consumed: HashMap<(Side, Price), Decimal>,
     resting: BTreeMap<OrderId, Resting>,
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
-    expiries: BTreeSet<(i64, OrderId)>,
+    expiries: Expiries,
     stops: Vec<(OrderId, NewOrder, StopKind, Price)>,
     next_order: u128,
     last_price: Option<Price>,
@@ -147,7 +147,7 @@ impl PaperExchange {
             book: L2Book::default(),
             consumed: HashMap::new(),
             resting: BTreeMap::new(),
-            expiries: BTreeSet::new(),
+            expiries: Expiries::default(),
             stops: Vec::new(),
             next_order: 0,
             last_price: None,
@@ -305,12 +305,7 @@ impl PaperExchange {
 
     fn expire(&mut self, now: i64) {
         self.now = self.now.max(now);
-        // Ids are issued in arrival order, so ties at one expiry time go in arrival order.
-        while let Some(&(at, id)) = self.expiries.first() {
-            if at > self.now {
-                break;
-            }
-            self.expiries.pop_first();
+        while let Some(id) = self.expiries.pop_due(self.now) {
             self.finish_resting(id, DoneReason::Canceled(CancelReason::TimeInForce));
         }
     }
@@ -341,7 +336,7 @@ impl PaperExchange {
     fn finish_resting(&mut self, id: OrderId, reason: DoneReason) {
         if let Some(r) = self.resting.remove(&id) {
             if let Some(at) = r.expire_at {
-                self.expiries.remove(&(at, id));
+                self.expiries.remove(at, id);
             }
             let _ = self.ledger.release_hold(id);
             self.events.push(PaperEvent::Done {
@@ -461,7 +456,7 @@ impl PaperExchange {
                     _ => None,
                 };
                 if let Some(at) = expire_at {
-                    self.expiries.insert((at, id));
+                    self.expiries.add(at, id);
                 }
                 let queue_ahead = self.book.size_at(side, price);
                 self.resting.insert(
@@ -533,8 +528,8 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::order::{OrderRequest, validate_for};
-    use crate::testkit::btc_usd;
+    use crate::order::OrderRequest;
+    use crate::testkit::{btc_usd, limit, order};
 
     const RATES: FeeRates = FeeRates {
         maker: dec!(0.004),
@@ -560,26 +555,6 @@ mod tests {
         );
         x.on_snapshot(book, 0);
         x
-    }
-
-    fn order(r: OrderRequest) -> NewOrder {
-        validate_for(
-            &btc_usd(),
-            &OrderRequest {
-                product_id: "BTC-USD".into(),
-                ..r
-            },
-        )
-        .unwrap()
-    }
-
-    fn limit(side: &str, price: &str, size: &str) -> NewOrder {
-        order(OrderRequest {
-            side: Some(side.into()),
-            price: Some(price.into()),
-            size: Some(size.into()),
-            ..OrderRequest::default()
-        })
     }
 
     fn fills(events: &[PaperEvent]) -> Vec<(Decimal, Decimal, Liquidity)> {

@@ -17,3 +17,22 @@ pub(crate) fn btc_usd() -> Product {
         .expect("BTC-USD is in the fixture")
         .clone()
 }
+
+/// A BTC-USD order validated from `req` (its product id is filled in).
+pub(crate) fn order(req: crate::order::OrderRequest) -> crate::order::NewOrder {
+    let req = crate::order::OrderRequest {
+        product_id: "BTC-USD".into(),
+        ..req
+    };
+    crate::order::validate_for(&btc_usd(), &req).expect("test order is valid")
+}
+
+/// A BTC-USD GTC limit order.
+pub(crate) fn limit(side: &str, price: &str, size: &str) -> crate::order::NewOrder {
+    order(crate::order::OrderRequest {
+        side: Some(side.into()),
+        price: Some(price.into()),
+        size: Some(size.into()),
+        ..crate::order::OrderRequest::default()
+    })
+}
