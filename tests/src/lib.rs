@@ -27,6 +27,8 @@ pub fn test_config(dir: &Path) -> Config {
     config.daemon.data_dir = Some(dir.join("data"));
     config.daemon.socket = Some(dir.join("virc.sock"));
     config.events.fsync = false;
+    // Tests that want a market turn it on; the rest need a quiet event log.
+    config.market.source = virc_daemon::config::MarketSource::None;
     config
 }
 

@@ -10,7 +10,8 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio_stream::StreamExt as _;
 use virc_proto::v1::{
-    self as pb, EventKind, events_client::EventsClient, system_client::SystemClient,
+    self as pb, EventKind, events_client::EventsClient, market_client::MarketClient,
+    system_client::SystemClient,
 };
 
 use crate::{client::Target, error::CliError};
@@ -53,6 +54,40 @@ enum Command {
     Status,
     /// Print the event log, and with -f follow it live.
     Events(EventsArgs),
+    /// List the products of the daemon's market.
+    Products,
+    /// Show tickers: last price, 24 h change, best bid and ask.
+    Ticker {
+        /// Products (default: all with data).
+        products: Vec<String>,
+        /// Keep updating every second.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Show a product's rolling windows: low, high, volume, range, change, VWAP.
+    Stats {
+        /// Product, for example BTC-USD.
+        product: String,
+    },
+    /// Show a product's candles with RSI and Bollinger bands.
+    Candles {
+        /// Product, for example BTC-USD.
+        product: String,
+        /// Candle period: 1m, 5m, 15m, 1h, 6h, 1d.
+        #[arg(long, default_value = "1m", value_parser = parse_period)]
+        period: pb::CandlePeriod,
+        /// How many candles, newest last.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show a product's order book (level 2).
+    Book {
+        /// Product, for example BTC-USD.
+        product: String,
+        /// Levels per side.
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -87,6 +122,12 @@ fn parse_kind(s: &str) -> Result<EventKind, String> {
     ))
     .filter(|k| *k != EventKind::Unspecified)
     .ok_or_else(|| format!("unknown event kind `{s}`"))
+}
+
+fn parse_period(s: &str) -> Result<pb::CandlePeriod, String> {
+    pb::CandlePeriod::from_str_name(&format!("CANDLE_PERIOD_{}", s.to_ascii_uppercase()))
+        .filter(|p| *p != pb::CandlePeriod::Unspecified)
+        .ok_or_else(|| format!("unknown period `{s}`: use 1m, 5m, 15m, 1h, 6h or 1d"))
 }
 
 fn main() -> ExitCode {
@@ -140,6 +181,243 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Events(args) => events(&target, args, cli.json, &mut out).await,
+        Command::Products => {
+            let mut m = MarketClient::new(client::connect(&target).await?);
+            let products = m
+                .products(pb::ProductsRequest::default())
+                .await?
+                .into_inner()
+                .products;
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::Value::Array(products.iter().map(output::product_json).collect())
+                )?;
+            } else {
+                let rows: Vec<Vec<String>> = products
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.id.clone(),
+                            p.base_currency.clone(),
+                            p.quote_currency.clone(),
+                            p.quote_increment.clone(),
+                            p.base_increment.clone(),
+                            p.min_market_funds.clone(),
+                            p.status.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &mut out,
+                    &[
+                        "PRODUCT",
+                        "BASE",
+                        "QUOTE",
+                        "TICK",
+                        "STEP",
+                        "MIN FUNDS",
+                        "STATUS",
+                    ],
+                    &rows,
+                    &[3, 4, 5],
+                )?;
+            }
+            Ok(())
+        }
+        Command::Ticker { products, follow } => {
+            let mut m = MarketClient::new(client::connect(&target).await?);
+            let mut last: std::collections::HashMap<String, String> =
+                std::collections::HashMap::new();
+            loop {
+                let tickers = m
+                    .ticker(pb::TickerRequest {
+                        product_ids: products.clone(),
+                    })
+                    .await?
+                    .into_inner()
+                    .tickers;
+                if cli.json {
+                    for t in &tickers {
+                        writeln!(out, "{}", output::ticker_json(t))?;
+                    }
+                } else {
+                    let rows: Vec<Vec<String>> = tickers
+                        .iter()
+                        .map(|t| {
+                            let mark = output::move_mark(
+                                last.get(&t.product_id).map(String::as_str),
+                                &t.price,
+                            );
+                            last.insert(t.product_id.clone(), t.price.clone());
+                            vec![
+                                t.product_id.clone(),
+                                format!("{} {mark}", t.price),
+                                output::signed_pct(&t.change_24h_pct),
+                                output::or_dash(&t.best_bid),
+                                output::or_dash(&t.best_ask),
+                                output::time(t.time.as_ref()),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &mut out,
+                        &["PRODUCT", "LAST", "24H", "BID", "ASK", "TIME (EXCHANGE)"],
+                        &rows,
+                        &[1, 2, 3, 4],
+                    )?;
+                }
+                out.flush()?;
+                if !follow {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+        Command::Stats { product } => {
+            let mut m = MarketClient::new(client::connect(&target).await?);
+            let stats = m
+                .stats(pb::StatsRequest {
+                    product_id: product,
+                })
+                .await?
+                .into_inner();
+            if cli.json {
+                let v = serde_json::json!({"product_id": stats.product_id, "windows": stats.windows.iter().map(output::window_json).collect::<Vec<_>>()});
+                writeln!(out, "{v}")?;
+            } else {
+                let rows: Vec<Vec<String>> = stats
+                    .windows
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.window.clone(),
+                            w.low.clone(),
+                            w.high.clone(),
+                            w.volume.clone(),
+                            w.range.clone(),
+                            output::signed_pct(&w.change_pct),
+                            w.vwap.clone(),
+                            w.trade_count.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &mut out,
+                    &[
+                        "WINDOW", "LOW", "HIGH", "VOLUME", "RANGE", "CHANGE", "VWAP", "TRADES",
+                    ],
+                    &rows,
+                    &[1, 2, 3, 4, 5, 6, 7],
+                )?;
+            }
+            Ok(())
+        }
+        Command::Candles {
+            product,
+            period,
+            limit,
+        } => {
+            let mut m = MarketClient::new(client::connect(&target).await?);
+            let candles = m
+                .candles(pb::CandlesRequest {
+                    product_id: product,
+                    period: period as i32,
+                    limit,
+                })
+                .await?
+                .into_inner()
+                .candles;
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::Value::Array(candles.iter().map(output::candle_json).collect())
+                )?;
+            } else {
+                let rows: Vec<Vec<String>> = candles
+                    .iter()
+                    .map(|c| {
+                        let i = c.indicators.clone().unwrap_or_default();
+                        vec![
+                            output::time(c.start.as_ref()),
+                            c.open.clone(),
+                            c.high.clone(),
+                            c.low.clone(),
+                            c.close.clone(),
+                            c.volume.clone(),
+                            output::signed_pct(&c.change_pct),
+                            i.rsi14,
+                            i.bb_low,
+                            i.bb_up,
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &mut out,
+                    &[
+                        "START", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "CHANGE", "RSI14",
+                        "BB LOW", "BB UP",
+                    ],
+                    &rows,
+                    &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+                )?;
+            }
+            Ok(())
+        }
+        Command::Book { product, depth } => {
+            let mut m = MarketClient::new(client::connect(&target).await?);
+            let book = m
+                .book(pb::BookRequest {
+                    product_id: product,
+                    depth,
+                })
+                .await?
+                .into_inner();
+            if cli.json {
+                let side = |levels: &[pb::BookLevel]| {
+                    levels
+                        .iter()
+                        .map(|l| serde_json::json!({"price": l.price, "size": l.size}))
+                        .collect::<Vec<_>>()
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"product_id": book.product_id, "bids": side(&book.bids), "asks": side(&book.asks)})
+                )?;
+            } else if book.bids.is_empty() && book.asks.is_empty() {
+                writeln!(
+                    out,
+                    "{}: no order book (the market's feed carries trades only)",
+                    book.product_id
+                )?;
+            } else {
+                let n = book.bids.len().max(book.asks.len());
+                let cell =
+                    |levels: &[pb::BookLevel], i: usize, f: fn(&pb::BookLevel) -> &String| {
+                        levels.get(i).map(|l| f(l).clone()).unwrap_or_default()
+                    };
+                let rows: Vec<Vec<String>> = (0..n)
+                    .map(|i| {
+                        vec![
+                            cell(&book.bids, i, |l| &l.size),
+                            cell(&book.bids, i, |l| &l.price),
+                            cell(&book.asks, i, |l| &l.price),
+                            cell(&book.asks, i, |l| &l.size),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &mut out,
+                    &["BID SIZE", "BID", "ASK", "ASK SIZE"],
+                    &rows,
+                    &[0, 1, 2, 3],
+                )?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -69,6 +69,120 @@ fn opt(s: &str) -> Value {
     }
 }
 
+/// Prints rows as columns separated by two spaces; columns whose index is in
+/// `right` are right-aligned (numbers), the rest left-aligned.
+pub fn table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    right: &[usize],
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = widths[i];
+                if right.contains(&i) {
+                    format!("{c:>w$}")
+                } else if i == last {
+                    (*c).to_owned()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// The value, or "-" when it is empty.
+pub fn or_dash(v: &str) -> String {
+    if v.is_empty() {
+        "-".to_owned()
+    } else {
+        v.to_owned()
+    }
+}
+
+/// A percentage with an explicit sign and a % mark: "+1.25%", "-0.40%".
+pub fn signed_pct(v: &str) -> String {
+    if v.is_empty() {
+        return String::new();
+    }
+    if v.starts_with('-') {
+        format!("{v}%")
+    } else {
+        format!("+{v}%")
+    }
+}
+
+/// An up or down mark for a price compared with the previous one shown.
+pub fn move_mark(previous: Option<&str>, now: &str) -> &'static str {
+    let parse = |s: &str| s.parse::<f64>().ok();
+    match (previous.and_then(parse), parse(now)) {
+        (Some(a), Some(b)) if b > a => "▲",
+        (Some(a), Some(b)) if b < a => "▼",
+        _ => " ",
+    }
+}
+
+/// A ticker as JSON.
+pub fn ticker_json(t: &pb::Ticker) -> Value {
+    json!({
+        "product_id": t.product_id, "price": t.price, "best_bid": opt(&t.best_bid), "best_ask": opt(&t.best_ask),
+        "change_24h_pct": opt(&t.change_24h_pct), "volume_24h": opt(&t.volume_24h), "time": time(t.time.as_ref()), "trade_id": t.trade_id,
+    })
+}
+
+/// One rolling window as JSON.
+pub fn window_json(w: &pb::WindowStats) -> Value {
+    json!({
+        "window": w.window, "low": opt(&w.low), "high": opt(&w.high), "volume": opt(&w.volume), "range": opt(&w.range),
+        "change_pct": opt(&w.change_pct), "vwap": opt(&w.vwap), "trades": w.trade_count,
+    })
+}
+
+/// Indicators as JSON.
+pub fn indicators_json(i: &pb::Indicators) -> Value {
+    json!({
+        "sma20": opt(&i.sma20), "ema20": opt(&i.ema20), "rsi7": opt(&i.rsi7), "rsi14": opt(&i.rsi14),
+        "bb_mid": opt(&i.bb_mid), "bb_up": opt(&i.bb_up), "bb_low": opt(&i.bb_low), "vwap": opt(&i.vwap),
+    })
+}
+
+/// One candle as JSON.
+pub fn candle_json(c: &pb::Candle) -> Value {
+    json!({
+        "start": time(c.start.as_ref()), "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
+        "change_pct": c.change_pct, "trades": c.trade_count, "indicators": c.indicators.as_ref().map(indicators_json),
+    })
+}
+
+/// One product as JSON.
+pub fn product_json(p: &pb::Product) -> Value {
+    json!({
+        "id": p.id, "base_currency": p.base_currency, "quote_currency": p.quote_currency, "quote_increment": p.quote_increment,
+        "base_increment": p.base_increment, "min_market_funds": p.min_market_funds, "max_market_funds": opt(&p.max_market_funds),
+        "status": p.status, "post_only": p.post_only, "limit_only": p.limit_only, "cancel_only": p.cancel_only,
+        "trading_disabled": p.trading_disabled,
+    })
+}
+
 /// Prints `key  value` pairs with the keys aligned.
 pub fn pairs(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<()> {
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -247,7 +361,9 @@ pub fn event_json(e: &pb::Event) -> Value {
             }
             Payload::Fill(d) => fill_json(d),
             Payload::MarketUpdate(d) => json!({
-                "ticker": d.ticker.as_ref().map(|t| json!({"price": t.price, "best_bid": opt(&t.best_bid), "best_ask": opt(&t.best_ask), "change_24h_pct": opt(&t.change_24h_pct), "time": time(t.time.as_ref())})),
+                "ticker": d.ticker.as_ref().map(ticker_json),
+                "windows": d.windows.iter().map(window_json).collect::<Vec<_>>(),
+                "indicators": d.indicators.iter().map(|(k, v)| (k.clone(), indicators_json(v))).collect::<serde_json::Map<_, _>>(),
             }),
             Payload::Connection(d) => {
                 json!({"exchange": d.exchange, "state": d.state, "detail": opt(&d.detail)})

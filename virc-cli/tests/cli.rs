@@ -156,3 +156,49 @@ fn completions_are_generated_for_each_shell() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn market_views_print_tables_and_stable_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.market.source = virc_daemon::config::MarketSource::Demo;
+    config.market.speed = "max".into();
+    config.market.looping = false;
+    let d = TestDaemon::start(config, Credentials::default(), vec![])
+        .await
+        .unwrap();
+    let mut ticker = serde_json::Value::Null;
+    for _ in 0..500 {
+        let out = run(&d.socket, &["--json", "ticker"]).await;
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v["trade_id"] == 8_409_425
+        {
+            ticker = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(ticker["product_id"], "BTC-USD");
+    assert_eq!(ticker["price"], "453.07", "the recording's last trade");
+    assert!(ticker["best_bid"].is_null());
+
+    let out = run(&d.socket, &["stats", "BTC-USD"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("WINDOW"), "{text}");
+    assert_eq!(text.lines().count(), 9, "a header and 8 windows:\n{text}");
+
+    let out = run(
+        &d.socket,
+        &[
+            "--json", "candles", "BTC-USD", "--period", "5m", "--limit", "3",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert!(v[0]["indicators"].is_object());
+
+    let out = run(&d.socket, &["ticker", "NOPE-USD"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    d.stop().await.unwrap();
+}

@@ -59,6 +59,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// The event log and stream.
     pub events: EventsConfig,
+    /// Where market data comes from.
+    pub market: MarketConfig,
     /// Where the config was loaded from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -120,6 +122,51 @@ impl Default for EventsConfig {
             max_age: DurationSpec(Duration::from_secs(30 * 86_400)),
             subscriber_buffer: Positive(4096),
             fsync: true,
+        }
+    }
+}
+
+/// Where the daemon's market data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MarketSource {
+    /// The bundled recording (real BTC-USD trades of 2016-05-12), looping:
+    /// a live-looking market with no network and no keys.
+    Demo,
+    /// A recorded Coinbase WebSocket feed file (`market.replay_file`).
+    Replay,
+    /// No market data.
+    None,
+}
+
+/// Market data settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// Where market data comes from.
+    pub source: MarketSource,
+    /// The recording to replay when `source = "replay"`.
+    pub replay_file: Option<PathBuf>,
+    /// Product definitions (a `GET /products` response); default: the demo's BTC-USD.
+    pub products_file: Option<PathBuf>,
+    /// Replay pace: a factor like "1x" or "60x", or "max".
+    pub speed: String,
+    /// Start the recording again at its end (times and trade ids shifted forward).
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    /// How often a changed product's `market_update` event is published.
+    pub update_interval: DurationSpec,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        Self {
+            source: MarketSource::Demo,
+            replay_file: None,
+            products_file: None,
+            speed: "1x".into(),
+            looping: true,
+            update_interval: DurationSpec(Duration::from_secs(1)),
         }
     }
 }
@@ -278,6 +325,14 @@ impl Config {
 
     /// Checks settings that are valid alone but may not fit together.
     pub fn validate(&self, credentials: &Credentials) -> Result<(), ConfigError> {
+        if let Err(e) = self.market.speed.parse::<crate::market::Speed>() {
+            return Err(ConfigError::Inconsistent(format!("market.speed: {e}")));
+        }
+        if self.market.source == MarketSource::Replay && self.market.replay_file.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "market.source is \"replay\" but market.replay_file is not set: name the recording to replay".into(),
+            ));
+        }
         if self.daemon.tcp.is_some() && credentials.api_token.is_none() {
             return Err(ConfigError::Inconsistent(
                 "daemon.tcp is set but no API token is configured: set `api_token` in the credentials file or VIRC_API_TOKEN, since the TCP listener refuses every call without it".into(),
@@ -491,6 +546,30 @@ mod tests {
         );
         assert!("0s".parse::<DurationSpec>().is_err());
         assert!("s".parse::<DurationSpec>().is_err());
+    }
+
+    #[test]
+    fn market_settings_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.market.source,
+            MarketSource::Demo,
+            "the bundled market is the default"
+        );
+        assert!(c.validate(&Credentials::default()).is_ok());
+        let c = parse("[market]\nsource = \"replay\"\n").unwrap();
+        let err = c.validate(&Credentials::default()).unwrap_err().to_string();
+        assert!(err.contains("market.replay_file"), "{err}");
+        let c = parse("[market]\nspeed = \"fast\"\n").unwrap();
+        let err = c.validate(&Credentials::default()).unwrap_err().to_string();
+        assert!(err.contains("market.speed") && err.contains("60x"), "{err}");
+        let err = parse("[market]\nsource = \"live\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("demo"), "{err}");
+        let c = parse("[market]\nsource = \"none\"\nloop = false\nupdate_interval = \"250ms\"\n")
+            .unwrap();
+        assert!(!c.market.looping);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`store`]: sled storage behind typed methods.
 //! - [`events`]: the event bus with its persisted, resumable log.
 //! - [`exchange`]: exchange connectors (Coinbase feed messages so far).
+//! - [`market`]: recorded-feed replay and the market actor (tickers, candles, windows).
 //! - [`api`]: the tonic services of `virc.v1`.
 //! - [`server`]: [`run`], listeners and staged shutdown.
 //! - [`clock`]: the source of "now".
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod exchange;
+pub mod market;
 pub mod paths;
 pub mod server;
 pub mod store;

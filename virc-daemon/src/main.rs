@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use virc_daemon::{
     Listener,
-    config::{Config, Credentials, LogFormat, LogLevel},
+    config::{Config, Credentials, LogFormat, LogLevel, MarketSource},
 };
 
 /// The virc trading daemon: exchange connections, simulated matching, bots, and the gRPC API that `virc` drives.
@@ -35,6 +35,15 @@ struct Args {
     /// Log format: human lines or JSON for journald/ingest. Overrides daemon.log_format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Trade on the bundled market: real BTC-USD trades of 2016-05-12 replayed in a loop (the default when no market is configured).
+    #[arg(long, conflicts_with = "replay")]
+    demo: bool,
+    /// Replay a recorded Coinbase WebSocket feed (JSON lines) as the market.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Replay pace: 1x, 60x, ... or max. Overrides market.speed.
+    #[arg(long, value_name = "SPEED")]
+    replay_speed: Option<String>,
     /// Validate the config and credentials, print a summary, and exit.
     #[arg(long)]
     check_config: bool,
@@ -53,6 +62,10 @@ fn main() -> ExitCode {
             );
             println!("data dir:  {}", config.data_dir().display());
             println!("socket:    {}", config.socket().display());
+            println!(
+                "market:    {:?} at {}",
+                config.market.source, config.market.speed
+            );
             if let Some(tcp) = config.daemon.tcp {
                 println!(
                     "tcp:       {tcp} (token {})",
@@ -113,6 +126,16 @@ fn load(args: &Args) -> anyhow::Result<(Config, Credentials)> {
     }
     if let Some(v) = args.log_format {
         d.log_format = v;
+    }
+    if args.demo {
+        config.market.source = MarketSource::Demo;
+    }
+    if let Some(file) = &args.replay {
+        config.market.source = MarketSource::Replay;
+        config.market.replay_file = Some(file.clone());
+    }
+    if let Some(speed) = &args.replay_speed {
+        config.market.speed.clone_from(speed);
     }
     let credentials = Credentials::load(config.daemon.credentials_file.as_deref())?;
     config.validate(&credentials)?;

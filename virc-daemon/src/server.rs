@@ -24,14 +24,16 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status, transport::Server};
 use virc_proto::v1::{
-    self as pb, event::Payload, events_server::EventsServer, system_server::SystemServer,
+    self as pb, event::Payload, events_server::EventsServer, market_server::MarketServer,
+    system_server::SystemServer,
 };
 
 use crate::{
-    api::{EventsService, SystemService, system::DaemonInfo},
+    api::{EventsService, MarketService, SystemService, system::DaemonInfo},
     clock::{Clock, SystemClock},
-    config::{Config, Credentials},
-    events::{Draft, EventBus},
+    config::{Config, Credentials, MarketSource},
+    events::{Draft, EventBus, EventsHandle},
+    market::{DEMO_FEED, DEMO_PRODUCTS, MarketActor, MarketHandle, load_recording, replay},
     store::{Store, StoreError},
 };
 
@@ -161,6 +163,8 @@ pub async fn run(
     )?;
     tasks.spawn(bus.run(stop.clone()));
 
+    let market = start_market(&config, &events, &stop, &mut tasks)?;
+
     let info = DaemonInfo {
         started_at: clock.now(),
         started: Instant::now(),
@@ -174,6 +178,7 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SystemServer<SystemService>>().await;
     health.set_serving::<EventsServer<EventsService>>().await;
+    health.set_serving::<MarketServer<MarketService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(virc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -204,7 +209,8 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SystemServer::new(system))
-        .add_service(EventsServer::new(events_service));
+        .add_service(EventsServer::new(events_service))
+        .add_service(MarketServer::new(MarketService::new(market)));
     let routes = routes.routes();
     for listener in listeners {
         let until = stop.clone().cancelled_owned();
@@ -287,6 +293,69 @@ pub async fn run(
     }
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Starts the market actor and, per `market.source`, the replay that feeds it.
+fn start_market(
+    config: &Config,
+    events: &EventsHandle,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<MarketHandle, DaemonError> {
+    let m = &config.market;
+    let products_text = match &m.products_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            DaemonError::Listen(format!(
+                "cannot read market.products_file {}: {e}",
+                path.display()
+            ))
+        })?,
+        None => DEMO_PRODUCTS.to_owned(),
+    };
+    let catalogue = virc_core::product::Catalogue::from_json(&products_text)
+        .map_err(|e| DaemonError::Listen(format!("market.products_file: {e}")))?;
+    let (actor, market) = MarketActor::new(catalogue, events.clone(), m.update_interval.0);
+    tasks.spawn(actor.run(stop.clone()));
+    let recording = match m.source {
+        MarketSource::None => {
+            tracing::info!("No market data (market.source = \"none\")");
+            return Ok(market);
+        }
+        MarketSource::Demo => {
+            tracing::info!(
+                "Paper market: replaying the bundled BTC-USD recording of 2016-05-12 in a loop (market.source = \"demo\"; no network, no keys)"
+            );
+            DEMO_FEED.to_owned()
+        }
+        MarketSource::Replay => {
+            let path = m
+                .replay_file
+                .as_deref()
+                .unwrap_or_else(|| std::path::Path::new(""));
+            std::fs::read_to_string(path).map_err(|e| {
+                DaemonError::Listen(format!(
+                    "cannot read market.replay_file {}: {e}",
+                    path.display()
+                ))
+            })?
+        }
+    };
+    let (inputs, malformed) = load_recording(&recording);
+    if malformed > 0 {
+        tracing::warn!(malformed, "Skipped malformed lines in the recording");
+    }
+    let speed = m
+        .speed
+        .parse()
+        .map_err(|e: String| DaemonError::Listen(e))?;
+    tasks.spawn(replay(
+        inputs,
+        speed,
+        m.looping,
+        market.clone(),
+        stop.clone(),
+    ));
+    Ok(market)
 }
 
 /// Checks `authorization: Bearer <token>` against the configured API token.

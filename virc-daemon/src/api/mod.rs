@@ -2,9 +2,11 @@
 //! where daemon errors become `tonic::Status`.
 
 pub mod events;
+mod market;
 pub mod system;
 
 pub use events::EventsService;
+pub use market::MarketService;
 pub use system::SystemService;
 
 use tonic::Status;
