@@ -8,6 +8,7 @@
 //! - [`events`]: the event bus with its persisted, resumable log.
 //! - [`exchange`]: exchange connectors (Coinbase feed messages so far).
 //! - [`market`]: recorded-feed replay and the market actor (tickers, candles, windows).
+//! - [`notify`]: systemd readiness and watchdog notifications.
 //! - [`api`]: the tonic services of `virc.v1`.
 //! - [`server`]: [`run`], listeners and staged shutdown.
 //! - [`clock`]: the source of "now".
@@ -18,6 +19,7 @@ pub mod config;
 pub mod events;
 pub mod exchange;
 pub mod market;
+pub mod notify;
 pub mod paths;
 pub mod server;
 pub mod store;

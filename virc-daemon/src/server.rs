@@ -240,6 +240,33 @@ pub async fn run(
     }
 
     tracing::info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "virc-daemon ready");
+    let notifier = crate::notify::Notifier::from_env().map(std::sync::Arc::new);
+    if let Some(n) = &notifier {
+        if let Err(e) = n.send(&format!(
+            "READY=1\nSTATUS=Serving on {}\nMAINPID={}",
+            info.listeners.join(", "),
+            std::process::id()
+        )) {
+            tracing::warn!(error = %e, "Cannot send READY=1 to systemd");
+        }
+        if let Some(every) = crate::notify::watchdog_interval() {
+            let (n, events, stop) = (n.clone(), events.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => {
+                            // Only a daemon whose event bus still answers is alive.
+                            if events.bounds().await.is_ok() {
+                                let _ = n.send("WATCHDOG=1");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
 
     let reason = tokio::select! {
         reason = shutdown => reason,
@@ -255,6 +282,9 @@ pub async fn run(
         }
     };
     tracing::info!(%reason, "Shutting down");
+    if let Some(n) = &notifier {
+        let _ = n.send("STOPPING=1");
+    }
     events
         .emit(Draft::new(Payload::DaemonStopping(pb::DaemonStopping {
             reason,

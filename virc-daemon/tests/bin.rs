@@ -8,6 +8,49 @@ use std::os::unix::fs::PermissionsExt;
 
 use assert_cmd::Command;
 
+/// A spawned daemon that is killed if the test ends early, so a failing
+/// test never leaves a process (or an open pipe) behind.
+struct Guard(std::process::Child);
+
+impl std::ops::Deref for Guard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(
+    dir: &std::path::Path,
+    sock: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Guard {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"));
+    cmd.arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(sock)
+        .env_remove("VIRC_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Guard(cmd.spawn().unwrap())
+}
+
 fn daemon() -> Command {
     let mut c = Command::cargo_bin("virc-daemon").unwrap();
     c.env_remove("VIRC_CONFIG").env_remove("VIRC_API_TOKEN");
@@ -86,15 +129,7 @@ fn world_readable_credentials_refuse_to_start() {
 fn sigterm_stops_the_daemon_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--socket")
-        .arg(&sock)
-        .env_remove("VIRC_CONFIG")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_daemon(dir.path(), &sock, &[]);
     for _ in 0..500 {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             break;
@@ -136,4 +171,60 @@ fn partial_exchange_credentials_in_the_environment_are_refused() {
         err.contains("must be set together") && !err.contains("TOPSECRET"),
         "{err}"
     );
+}
+
+#[test]
+fn systemd_readiness_watchdog_and_stopping_are_notified() {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let sock = dir.path().join("d.sock");
+    let mut child = spawn_daemon(
+        dir.path(),
+        &sock,
+        &[
+            ("NOTIFY_SOCKET", notify_path.as_os_str()),
+            ("WATCHDOG_USEC", std::ffi::OsStr::new("200000")),
+        ],
+    );
+    let mut buf = [0u8; 512];
+    // Retried on EINTR: sibling tests' child processes send this process signals.
+    let recv = |buf: &mut [u8]| loop {
+        match notify.recv(buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("no notification within 10 s: {e}"),
+        }
+    };
+    let ready = recv(&mut buf);
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready}"
+    );
+    // Ready means ready: the socket accepts connections at this moment.
+    assert!(UnixStream::connect(&sock).is_ok());
+    assert_eq!(recv(&mut buf), "WATCHDOG=1");
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if rest.last().is_some_and(|m| m == "STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{rest:?}"
+    );
+    assert!(child.wait().unwrap().success());
 }
