@@ -239,9 +239,10 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 /// Opens sled, retrying briefly while its own file lock is still held.
 ///
 /// sled releases that lock from a background thread after the last `Db`
-/// handle drops, so a restart inside one process can see it for a few
-/// milliseconds. `virc.lock` already excludes other daemons, so the only
-/// holder can be our own closing instance.
+/// handle drops, so a restart inside one process can see it for a while
+/// (seconds on a loaded machine; CI saw more than 2 s). `virc.lock`
+/// already excludes other daemons, so the only holder can be our own
+/// closing instance; waiting up to 10 s for it is safe.
 fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(dir.join("db"))
@@ -249,8 +250,11 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     let mut attempts = 0;
     loop {
         match config.open() {
+            // sled reports its lock as kind `Other` with this text, wrapping the EWOULDBLOCK.
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 200 =>
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
+                    && attempts < 1000 =>
             {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
