@@ -10,6 +10,11 @@
 //!   is checked (`Post only mode` if any part would take; nothing is
 //!   emitted), FOK is checked (self-trades count as matches), then
 //!   `received`, the matches, and `open` or `done`.
+//! - **FOK** is checked against the book before any match, counting the
+//!   user's own orders as matches (as Coinbase documents); STP then applies
+//!   as usual, so a FOK that meets its own order can end partly filled with
+//!   the rest decremented or canceled (`102`). Without a self-trade it fills
+//!   entirely or not at all (`101`).
 //! - **Market orders** never rest: what the book cannot fill is canceled
 //!   (`101`). A market buy by funds trades `funds / (1 + taker)` truncated to
 //!   8 decimals, each fill's size floored to the base increment.
@@ -950,7 +955,7 @@ mod tests {
 
     use super::*;
     use crate::order::{OrderRequest, validate_for};
-    use crate::testkit::btc_usd;
+    use crate::testkit::{btc_usd, request as req};
 
     pub(super) const RATES: FeeRates = FeeRates {
         maker: dec!(0.004),
@@ -967,16 +972,6 @@ mod tests {
             m.ledger_mut(u).deposit("BTC", dec!(100)).unwrap();
         }
         m
-    }
-
-    fn req(side: &str, price: &str, size: &str) -> OrderRequest {
-        OrderRequest {
-            product_id: "BTC-USD".into(),
-            side: Some(side.into()),
-            price: Some(price.into()),
-            size: Some(size.into()),
-            ..OrderRequest::default()
-        }
     }
 
     #[expect(
@@ -1335,7 +1330,7 @@ mod property_tests {
         })
     }
 
-    fn run(ops: &[Op]) -> (Matcher, Vec<FeedEvent>, Vec<(OrderId, Decimal)>) {
+    fn run(ops: &[Op]) -> (Matcher, Vec<FeedEvent>, Vec<(OrderId, Decimal, bool)>) {
         let product = btc_usd();
         let mut m = Matcher::new(product.clone(), RATES);
         for u in 0..3 {
@@ -1384,8 +1379,7 @@ mod property_tests {
                 all.extend(ev);
             }
         }
-        let sizes = placed.iter().map(|p| (p.1, p.2)).collect();
-        let _ = placed.iter().filter(|p| p.3).count();
+        let sizes = placed.iter().map(|p| (p.1, p.2, p.3)).collect();
         (m, all, sizes)
     }
 
@@ -1434,8 +1428,24 @@ mod property_tests {
                 }
             }
             prop_assert_eq!(self_matches, 0, "no match between two orders of one user");
-            for (id, size) in &sizes {
-                prop_assert!(filled.get(id).copied().unwrap_or_default() <= *size);
+            for (id, size, fok) in &sizes {
+                let got = filled.get(id).copied().unwrap_or_default();
+                prop_assert!(got <= *size);
+                if *fok && !got.is_zero() && got != *size {
+                    // FOK counts self-trades as matches (Coinbase's rule), so only STP while
+                    // it was being processed may leave it partly filled.
+                    let start = events.iter().position(|e| e.order_id == *id && matches!(e.kind, FeedKind::Received { .. }));
+                    let end = events.iter().position(|e| e.order_id == *id && matches!(e.kind, FeedKind::Done { .. }));
+                    let stp = start.zip(end).is_some_and(|(a, b)| {
+                        events[a..=b].iter().any(|e| {
+                            matches!(
+                                e.kind,
+                                FeedKind::Change { .. } | FeedKind::Done { reason: DoneReason::Canceled(CancelReason::SelfTrade), .. }
+                            )
+                        })
+                    });
+                    prop_assert!(stp, "FOK {id} filled {got} of {size} without self-trade prevention");
+                }
             }
             let mut done_once: HashMap<OrderId, usize> = HashMap::new();
             for e in &events {

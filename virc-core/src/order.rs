@@ -650,17 +650,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
-    use crate::testkit::catalogue;
-
-    fn limit(side: &str, price: &str, size: &str) -> OrderRequest {
-        OrderRequest {
-            product_id: "BTC-USD".into(),
-            side: Some(side.into()),
-            price: Some(price.into()),
-            size: Some(size.into()),
-            ..OrderRequest::default()
-        }
-    }
+    use crate::testkit::{catalogue, request as limit};
 
     fn market_funds(funds: &str) -> OrderRequest {
         OrderRequest {

@@ -27,12 +27,18 @@ pub(crate) fn order(req: crate::order::OrderRequest) -> crate::order::NewOrder {
     crate::order::validate_for(&btc_usd(), &req).expect("test order is valid")
 }
 
-/// A BTC-USD GTC limit order.
-pub(crate) fn limit(side: &str, price: &str, size: &str) -> crate::order::NewOrder {
-    order(crate::order::OrderRequest {
+/// A BTC-USD limit order request, before validation.
+pub(crate) fn request(side: &str, price: &str, size: &str) -> crate::order::OrderRequest {
+    crate::order::OrderRequest {
+        product_id: "BTC-USD".into(),
         side: Some(side.into()),
         price: Some(price.into()),
         size: Some(size.into()),
         ..crate::order::OrderRequest::default()
-    })
+    }
+}
+
+/// A BTC-USD GTC limit order.
+pub(crate) fn limit(side: &str, price: &str, size: &str) -> crate::order::NewOrder {
+    order(request(side, price, size))
 }
