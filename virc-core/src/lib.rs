@@ -10,11 +10,13 @@
 //! - [`ledger`]: balances, holds, fees and per-bot reservations.
 //! - [`matcher`]: the matching engine with Coinbase semantics.
 //! - [`book`]: the level-2 book.
+//! - [`bot`]: bots as pure state machines (inputs in, commands out).
 //! - [`paper`]: the queue-aware paper fill model against an observed market.
 //! - [`market`]: trades to candles, rolling windows and indicators.
 //! - [`time`]: exchange timestamps (RFC 3339) without a clock.
 
 pub mod book;
+pub mod bot;
 pub mod ids;
 pub mod ledger;
 pub mod market;
