@@ -289,16 +289,16 @@ impl RangeBot {
             Leg::Buy => ("buy", self.params.buy, self.params.size),
             Leg::Sell => ("sell", self.params.sell, self.sell_size),
         };
-        let mut text = format!(
+        let text = format!(
             "{side} {size} {} @ {price} {}",
             self.params.base, self.params.quote
         );
-        if let Some(w) = &self.working
-            && w.filled > Decimal::ZERO
-        {
-            text.push_str(&format!(" ({} filled)", w.filled.normalize()));
+        match &self.working {
+            Some(w) if w.filled > Decimal::ZERO => {
+                format!("{text} ({} filled)", w.filled.normalize())
+            }
+            _ => text,
         }
-        text
     }
 
     /// Expected profit of one cycle at maker fees: `(sell − buy) × size − fees`, and

@@ -205,11 +205,36 @@ fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut 
     map.get_mut(key).expect("inserted above")
 }
 
+/// Serialises a map with composite keys as a list of pairs, since JSON
+/// object keys can only be strings.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// One account's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     balances: BTreeMap<String, Balance>,
     holds: BTreeMap<OrderId, Hold>,
+    #[serde(with = "pairs")]
     reservations: BTreeMap<(BotId, String), Decimal>,
     fees_paid: BTreeMap<String, Decimal>,
 }

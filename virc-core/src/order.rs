@@ -75,7 +75,7 @@ impl CancelAfter {
 /// Resting GTT orders by expiry time, soonest first, so expiring costs
 /// O(expired) rather than a scan of every resting order. Order ids are
 /// issued in arrival order, so ties at one instant expire in arrival order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Expiries(std::collections::BTreeSet<(i64, OrderId)>);
 
 impl Expiries {

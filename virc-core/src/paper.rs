@@ -24,6 +24,9 @@
 //!   included), up to its limit; liquidity we took is not offered again
 //!   until the level's next L2 update. The rest rests (GTC/GTT) or is
 //!   canceled (IOC, market), and FOK is checked against displayed depth first.
+//! - **Trades-only markets.** Until the feed has shown depth on the
+//!   opposite side (a recording of trades only, like the bundled demo), a
+//!   marketable order takes at the last trade price, as deep as it needs.
 //! - **Post-only** that would cross the displayed book: `Post only mode`.
 //! - **Stops** trigger on the last public trade price, then enter as above.
 //! - **GTT** expiry is applied before anything at or after the expiry time.
@@ -37,7 +40,7 @@ use uuid::Uuid;
 
 use crate::{
     book::L2Book,
-    ids::{ClientOid, OrderId},
+    ids::{BotId, ClientOid, OrderId},
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Price, Size},
     order::{
@@ -110,13 +113,33 @@ pub enum PaperEvent {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Resting {
     side: Side,
     price: Price,
     remaining: Size,
     queue_ahead: Decimal,
     expire_at: Option<i64>,
+}
+
+/// A stop order parked until its trigger; `owner` is the bot whose
+/// reservation pays for it when it triggers.
+type ParkedStop = (OrderId, NewOrder, StopKind, Price, Option<BotId>);
+
+/// The persistent part of a paper engine: the wallet and the user's orders.
+///
+/// The observed book is not part of it (the next snapshot or L2 update is
+/// the truth), and neither are the product and rates (configuration), so a
+/// restored engine knows every order but waits for the feed to show depth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaperRecord {
+    ledger: Ledger,
+    resting: BTreeMap<OrderId, Resting>,
+    expiries: Expiries,
+    stops: Vec<ParkedStop>,
+    next_order: u128,
+    last_price: Option<Price>,
+    now: i64,
 }
 
 /// The user's orders, ledger and view of one product's market.
@@ -130,7 +153,7 @@ pub struct PaperExchange {
     resting: BTreeMap<OrderId, Resting>,
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
     expiries: Expiries,
-    stops: Vec<(OrderId, NewOrder, StopKind, Price)>,
+    stops: Vec<ParkedStop>,
     next_order: u128,
     last_price: Option<Price>,
     now: i64,
@@ -156,9 +179,59 @@ impl PaperExchange {
         }
     }
 
+    /// What to persist to restore this engine with [`Self::restore`].
+    pub fn record(&self) -> PaperRecord {
+        PaperRecord {
+            ledger: self.ledger.clone(),
+            resting: self.resting.clone(),
+            expiries: self.expiries.clone(),
+            stops: self.stops.clone(),
+            next_order: self.next_order,
+            last_price: self.last_price,
+            now: self.now,
+        }
+    }
+
+    /// An engine as it was when `record` was taken, with an empty book.
+    pub fn restore(product: Product, rates: FeeRates, record: PaperRecord) -> Self {
+        Self {
+            ledger: record.ledger,
+            resting: record.resting,
+            expiries: record.expiries,
+            stops: record.stops,
+            next_order: record.next_order,
+            last_price: record.last_price,
+            now: record.now,
+            ..Self::new(product, rates, Ledger::default())
+        }
+    }
+
     /// The user's ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The user's ledger, to change. An account shared by several
+    /// products' engines is lent to each in turn (`std::mem::swap` in and
+    /// out), since a paper engine only ever touches its own product's two
+    /// currencies.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The product this engine trades.
+    pub fn product(&self) -> &Product {
+        &self.product
+    }
+
+    /// The fee rates applied to fills.
+    pub fn rates(&self) -> FeeRates {
+        self.rates
+    }
+
+    /// The last public trade price seen.
+    pub fn last_price(&self) -> Option<Price> {
+        self.last_price
     }
 
     /// The observed book.
@@ -251,10 +324,21 @@ impl PaperExchange {
         std::mem::take(&mut self.events)
     }
 
-    /// Places a paper order at `now`.
+    /// Places a paper order at `now`, paid from funds no bot has reserved.
     pub fn submit(
         &mut self,
         order: NewOrder,
+        now: i64,
+    ) -> Result<(OrderId, Vec<PaperEvent>), Rejection> {
+        self.submit_for(order, None, now)
+    }
+
+    /// Places a paper order at `now`, paid from `owner`'s reservation (or,
+    /// without one, from funds no bot has reserved).
+    pub fn submit_for(
+        &mut self,
+        order: NewOrder,
+        owner: Option<BotId>,
         now: i64,
     ) -> Result<(OrderId, Vec<PaperEvent>), Rejection> {
         self.expire(now);
@@ -265,11 +349,11 @@ impl PaperExchange {
             ..
         } = order.kind
         {
-            self.stops.push((id, order, kind, stop_price));
+            self.stops.push((id, order, kind, stop_price, owner));
             self.events.push(PaperEvent::Activate { order_id: id });
             return Ok((id, std::mem::take(&mut self.events)));
         }
-        self.enter(id, order)?;
+        self.enter(id, order, owner)?;
         self.run_stops();
         Ok((id, std::mem::take(&mut self.events)))
     }
@@ -278,7 +362,7 @@ impl PaperExchange {
     pub fn cancel(&mut self, id: OrderId, now: i64) -> Result<Vec<PaperEvent>, Rejection> {
         self.expire(now);
         if let Some(pos) = self.stops.iter().position(|s| s.0 == id) {
-            let (_, order, _, _) = self.stops.remove(pos);
+            let (_, order, _, _, _) = self.stops.remove(pos);
             let remaining = match order.kind {
                 OrderKind::Limit { size, .. } => size,
                 OrderKind::Market(_) => Size::ZERO,
@@ -316,8 +400,9 @@ impl PaperExchange {
             Liquidity::Taker => self.rates.taker,
         };
         let fee = fill_fee(price, size, rate);
+        let owner = self.ledger.hold(id).and_then(|h| h.bot);
         self.ledger
-            .settle_fill(id, &self.product, side, price, size, fee, None);
+            .settle_fill(id, &self.product, side, price, size, fee, owner);
         self.events.push(PaperEvent::Fill {
             order_id: id,
             price,
@@ -360,6 +445,19 @@ impl PaperExchange {
     /// Displayed opposite levels our order could take: (price, available size), best first.
     fn takeable(&self, side: Side, limit: Option<Price>) -> Vec<(Price, Decimal)> {
         let opposite = side.opposite();
+        if self.book.levels(opposite).next().is_none() {
+            // A trades-only market (no depth ever shown): the last trade price
+            // is the only liquidity we know of, and we assume it is deep.
+            return self
+                .last_price
+                .filter(|last| match (side, limit) {
+                    (_, None) => true,
+                    (Side::Buy, Some(l)) => *last <= l,
+                    (Side::Sell, Some(l)) => *last >= l,
+                })
+                .map(|last| vec![(last, Decimal::MAX)])
+                .unwrap_or_default();
+        }
         self.book
             .levels(opposite)
             .take_while(|(p, _)| match (side, limit) {
@@ -372,7 +470,12 @@ impl PaperExchange {
             .collect()
     }
 
-    fn enter(&mut self, id: OrderId, order: NewOrder) -> Result<(), Rejection> {
+    fn enter(
+        &mut self,
+        id: OrderId,
+        order: NewOrder,
+        owner: Option<BotId>,
+    ) -> Result<(), Rejection> {
         let side = order.side;
         let (limit, tif, post_only) = match order.kind {
             OrderKind::Limit {
@@ -385,8 +488,8 @@ impl PaperExchange {
         };
         let (currency, amount) = self
             .ledger
-            .hold_needed(&self.product, &order, self.rates, None);
-        self.ledger.place_hold(id, currency, amount, None)?;
+            .hold_needed(&self.product, &order, self.rates, owner);
+        self.ledger.place_hold(id, currency, amount, owner)?;
         let levels = self.takeable(side, limit);
         if post_only && !levels.is_empty() {
             let _ = self.ledger.release_hold(id);
@@ -504,11 +607,11 @@ impl PaperExchange {
             let Some(pos) = self.stops.iter().position(|s| s.2.triggers(last, s.3)) else {
                 break;
             };
-            let (id, mut order, _, _) = self.stops.remove(pos);
+            let (id, mut order, _, _, owner) = self.stops.remove(pos);
             if let OrderKind::Limit { ref mut stop, .. } = order.kind {
                 *stop = None;
             }
-            if self.enter(id, order).is_err() {
+            if self.enter(id, order, owner).is_err() {
                 let remaining = match order.kind {
                     OrderKind::Limit { size, .. } => size,
                     OrderKind::Market(_) => Size::ZERO,
@@ -735,5 +838,66 @@ mod tests {
         assert!(fills(&x.on_trade(p("100.00"), z("0.1"), Side::Buy, 2)).is_empty());
         let ev = x.on_trade(p("99.50"), z("0.1"), Side::Buy, 3);
         assert_eq!(fills(&ev), vec![(dec!(100.00), dec!(1), Liquidity::Taker)]);
+    }
+
+    #[test]
+    fn a_bot_order_holds_from_its_reservation_and_its_fills_come_back_to_it() {
+        let mut x = exchange();
+        let bot = BotId(Uuid::from_u128(5));
+        x.ledger_mut().reserve(bot, "USD", dec!(60.36)).unwrap();
+        // The hold is 0.6 × 99.50 × 1.006 = 60.0582, taken from the reservation.
+        let (id, _) = x.submit_for(limit("buy", "99.50", "0.6"), Some(bot), 1).unwrap();
+        assert_eq!(x.ledger().reserved(bot, "USD"), dec!(0.3018));
+        assert_eq!(x.ledger().hold(id).unwrap().bot, Some(bot));
+        // A trade through our price fills us; the base lands in the bot's reservation.
+        let ev = x.on_trade(p("99.00"), z("1"), Side::Buy, 2);
+        assert_eq!(fills(&ev), vec![(dec!(99.50), dec!(0.6), Liquidity::Maker)]);
+        assert_eq!(x.ledger().reserved(bot, "BTC"), dec!(0.6));
+        // A second order beyond the reservation is refused, although the wallet could pay.
+        let err = x
+            .submit_for(limit("buy", "99.50", "0.6"), Some(bot), 3)
+            .unwrap_err();
+        assert_eq!(err.message, "Insufficient funds");
+    }
+
+    #[test]
+    fn record_and_restore_keep_orders_and_wallet_through_json() {
+        let mut x = exchange();
+        let (id, _) = x.submit(limit("buy", "99.50", "0.5"), 1).unwrap();
+        let text = serde_json::to_string(&x.record()).unwrap();
+        let record: PaperRecord = serde_json::from_str(&text).unwrap();
+        let mut y = PaperExchange::restore(btc_usd(), RATES, record);
+        assert_eq!(y.ledger(), x.ledger());
+        assert_eq!(y.resting_count(), 1);
+        // The restored order still fills, and new ids do not collide.
+        let ev = y.on_trade(p("99.00"), z("1"), Side::Buy, 2);
+        assert_eq!(fills(&ev), vec![(dec!(99.50), dec!(0.5), Liquidity::Maker)]);
+        let (next, _) = y.submit(limit("buy", "90.00", "0.5"), 3).unwrap();
+        assert_ne!(next, id);
+    }
+
+    #[test]
+    fn trades_only_market_fills_marketable_orders_at_the_last_price() {
+        let mut ledger = Ledger::default();
+        ledger.deposit("USD", dec!(1000)).unwrap();
+        let mut x = PaperExchange::new(btc_usd(), RATES, ledger);
+        // Nothing traded yet: a market order has nothing to take.
+        let req = OrderRequest {
+            product_id: "BTC-USD".into(),
+            order_type: Some("market".into()),
+            side: Some("buy".into()),
+            funds: Some("100.00".into()),
+            ..OrderRequest::default()
+        };
+        let (_, ev) = x.submit(order(req.clone()), 1).unwrap();
+        assert!(fills(&ev).is_empty());
+        x.on_trade(p("450.00"), z("0.1"), Side::Sell, 2);
+        let (_, ev) = x.submit(order(req), 3).unwrap();
+        let f = fills(&ev);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].0, f[0].2), (dec!(450.00), Liquidity::Taker));
+        // A limit buy below the last price rests instead.
+        let (_, ev) = x.submit(limit("buy", "440.00", "0.1"), 4).unwrap();
+        assert!(ev.iter().any(|e| matches!(e, PaperEvent::Open { .. })));
     }
 }
