@@ -1,7 +1,10 @@
 //! Shared harness for virc end-to-end tests: starts `virc_daemon::run`
 //! in-process on a temporary socket and data dir, and connects clients.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
@@ -29,6 +32,39 @@ pub fn test_config(dir: &Path) -> Config {
     config.events.fsync = false;
     // Tests that want a market turn it on; the rest need a quiet event log.
     config.market.source = virc_daemon::config::MarketSource::None;
+    config
+}
+
+/// Writes a recording of `product` trading `prices` in turn, one trade a
+/// second from 2016-05-12T15:00:00Z, each of `size`. A trade at or below
+/// `pivot` is printed with the buyer as maker (the price fell into bids), one
+/// above it with the seller as maker, as a real tape would show them.
+pub fn write_market(path: &Path, product: &str, prices: &[&str], pivot: f64, size: &str) {
+    let mut text = String::new();
+    for (i, p) in prices.iter().enumerate() {
+        let side = if p.parse::<f64>().unwrap_or(0.0) <= pivot {
+            "buy"
+        } else {
+            "sell"
+        };
+        let _ = writeln!(
+            text,
+            "{{\"type\":\"match\",\"trade_id\":{},\"maker_order_id\":\"00000000-0000-0000-0000-000000000000\",\"taker_order_id\":\"00000000-0000-0000-0000-000000000000\",\"side\":\"{side}\",\"size\":\"{size}\",\"price\":\"{p}\",\"product_id\":\"{product}\",\"time\":\"2016-05-12T15:{:02}:{:02}.000000Z\"}}",
+            i + 1,
+            i / 60,
+            i % 60
+        );
+    }
+    std::fs::write(path, text).expect("write the test market");
+}
+
+/// A test config whose market replays `recording` (looping) at `speed`.
+pub fn market_config(dir: &Path, recording: &Path, speed: &str) -> Config {
+    let mut config = test_config(dir);
+    config.market.source = virc_daemon::config::MarketSource::Replay;
+    config.market.replay_file = Some(recording.to_owned());
+    config.market.speed = speed.into();
+    config.market.looping = true;
     config
 }
 

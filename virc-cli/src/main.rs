@@ -4,6 +4,7 @@
 mod client;
 mod error;
 mod output;
+mod trade;
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
 
@@ -88,6 +89,22 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         depth: u32,
     },
+    /// Create, list, show and control bots.
+    #[command(subcommand)]
+    Bot(trade::BotCommand),
+    /// Place, cancel, list and show orders.
+    #[command(subcommand)]
+    Order(trade::OrderCommand),
+    /// Show balances, holds and what each bot has reserved.
+    Balances {
+        /// Exchange connection (default: the daemon's default).
+        #[arg(long)]
+        exchange: Option<String>,
+    },
+    /// Show fills, newest first.
+    Fills(trade::FillsArgs),
+    /// List the exchange connections: kind, state, endpoint (* marks the default).
+    Exchanges,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -181,6 +198,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Events(args) => events(&target, args, cli.json, &mut out).await,
+        Command::Bot(cmd) => {
+            trade::bot(client::connect(&target).await?, cmd, cli.json, &mut out).await
+        }
+        Command::Order(cmd) => {
+            trade::order(client::connect(&target).await?, cmd, cli.json, &mut out).await
+        }
+        Command::Balances { exchange } => {
+            trade::balances(
+                client::connect(&target).await?,
+                exchange,
+                cli.json,
+                &mut out,
+            )
+            .await
+        }
+        Command::Fills(args) => {
+            trade::fills(client::connect(&target).await?, args, cli.json, &mut out).await
+        }
+        Command::Exchanges => {
+            trade::exchanges(client::connect(&target).await?, cli.json, &mut out).await
+        }
         Command::Products => {
             let mut m = MarketClient::new(client::connect(&target).await?);
             let products = m

@@ -285,18 +285,21 @@ pub fn event_kind(e: &pb::Event) -> &'static str {
     }
 }
 
-fn side(v: i32) -> String {
+/// A side as text: "buy" or "sell".
+pub fn side(v: i32) -> String {
     pb::Side::try_from(v).map_or_else(|_| v.to_string(), |s| enum_name(s.as_str_name(), "SIDE_"))
 }
 
-fn bot_status(v: i32) -> String {
+/// A bot status as text: "running", ...
+pub fn bot_status(v: i32) -> String {
     pb::BotStatus::try_from(v).map_or_else(
         |_| v.to_string(),
         |s| enum_name(s.as_str_name(), "BOT_STATUS_"),
     )
 }
 
-fn order_status(v: i32) -> String {
+/// An order status as text: "open", "done", ...
+pub fn order_status(v: i32) -> String {
     pb::OrderStatus::try_from(v).map_or_else(
         |_| v.to_string(),
         |s| enum_name(s.as_str_name(), "ORDER_STATUS_"),

@@ -138,6 +138,7 @@ pub struct PaperRecord {
     expiries: Expiries,
     stops: Vec<ParkedStop>,
     next_order: u128,
+    id_space: u64,
     last_price: Option<Price>,
     now: i64,
 }
@@ -155,6 +156,7 @@ pub struct PaperExchange {
     expiries: Expiries,
     stops: Vec<ParkedStop>,
     next_order: u128,
+    id_space: u64,
     last_price: Option<Price>,
     now: i64,
     events: Vec<PaperEvent>,
@@ -173,6 +175,7 @@ impl PaperExchange {
             expiries: Expiries::default(),
             stops: Vec::new(),
             next_order: 0,
+            id_space: 0,
             last_price: None,
             now: i64::MIN,
             events: Vec::new(),
@@ -187,6 +190,7 @@ impl PaperExchange {
             expiries: self.expiries.clone(),
             stops: self.stops.clone(),
             next_order: self.next_order,
+            id_space: self.id_space,
             last_price: self.last_price,
             now: self.now,
         }
@@ -202,8 +206,15 @@ impl PaperExchange {
             next_order: record.next_order,
             last_price: record.last_price,
             now: record.now,
-            ..Self::new(product, rates, Ledger::default())
+            ..Self::new(product, rates, Ledger::default()).with_id_space(record.id_space)
         }
+    }
+
+    /// Issues order ids in their own space (the upper 64 bits), so that
+    /// several products' engines behind one exchange never issue the same id.
+    pub fn with_id_space(mut self, space: u64) -> Self {
+        self.id_space = space;
+        self
     }
 
     /// The user's ledger.
@@ -227,6 +238,11 @@ impl PaperExchange {
     /// The fee rates applied to fills.
     pub fn rates(&self) -> FeeRates {
         self.rates
+    }
+
+    /// The engine's clock: the latest time it was given.
+    pub fn now(&self) -> i64 {
+        self.now
     }
 
     /// The last public trade price seen.
@@ -343,7 +359,9 @@ impl PaperExchange {
     ) -> Result<(OrderId, Vec<PaperEvent>), Rejection> {
         self.expire(now);
         self.next_order += 1;
-        let id = OrderId(Uuid::from_u128(self.next_order));
+        let id = OrderId(Uuid::from_u128(
+            (u128::from(self.id_space) << 64) | (self.next_order & u128::from(u64::MAX)),
+        ));
         if let OrderKind::Limit {
             stop: Some((kind, stop_price)),
             ..
@@ -846,7 +864,9 @@ mod tests {
         let bot = BotId(Uuid::from_u128(5));
         x.ledger_mut().reserve(bot, "USD", dec!(60.36)).unwrap();
         // The hold is 0.6 × 99.50 × 1.006 = 60.0582, taken from the reservation.
-        let (id, _) = x.submit_for(limit("buy", "99.50", "0.6"), Some(bot), 1).unwrap();
+        let (id, _) = x
+            .submit_for(limit("buy", "99.50", "0.6"), Some(bot), 1)
+            .unwrap();
         assert_eq!(x.ledger().reserved(bot, "USD"), dec!(0.3018));
         assert_eq!(x.ledger().hold(id).unwrap().bot, Some(bot));
         // A trade through our price fills us; the base lands in the bot's reservation.

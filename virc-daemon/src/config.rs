@@ -61,6 +61,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Where market data comes from.
     pub market: MarketConfig,
+    /// Named exchange connections; default: one simulated exchange, `paper`.
+    pub exchanges: ExchangesConfig,
     /// Where the config was loaded from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -168,6 +170,118 @@ impl Default for MarketConfig {
             looping: true,
             update_interval: DurationSpec(Duration::from_secs(1)),
         }
+    }
+}
+
+/// The exchange connections, by name (`[exchanges.paper]`, `[exchanges.live]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangesConfig {
+    /// Connection used when a bot or order names none.
+    #[serde(default = "default_exchange_name")]
+    pub default: String,
+    /// The connections.
+    #[serde(flatten)]
+    pub named: std::collections::BTreeMap<String, ExchangeConfig>,
+}
+
+fn default_exchange_name() -> String {
+    "paper".into()
+}
+
+impl Default for ExchangesConfig {
+    fn default() -> Self {
+        Self {
+            default: default_exchange_name(),
+            named: [("paper".to_owned(), ExchangeConfig::default())].into(),
+        }
+    }
+}
+
+/// What kind of exchange a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeKind {
+    /// The simulated exchange: paper trading on the configured market.
+    Sim,
+    /// The Coinbase Exchange (live or sandbox), with the credentials of the same name.
+    Coinbase,
+}
+
+/// One exchange connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// `sim` or `coinbase`.
+    pub kind: ExchangeKind,
+    /// Starting balances of a simulated exchange, by currency (decimal strings);
+    /// applied once, when its store is first created.
+    pub wallet: std::collections::BTreeMap<String, String>,
+    /// Maker fee rate of a simulated exchange ("0.004" = 0.40 %); default: Coinbase's first tier.
+    pub maker_fee: String,
+    /// Taker fee rate of a simulated exchange; default: Coinbase's first tier.
+    pub taker_fee: String,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        Self {
+            kind: ExchangeKind::Sim,
+            wallet: [
+                ("USD".to_owned(), "10000".to_owned()),
+                ("BTC".to_owned(), "10".to_owned()),
+            ]
+            .into(),
+            maker_fee: "0.004".into(),
+            taker_fee: "0.006".into(),
+        }
+    }
+}
+
+impl ExchangeConfig {
+    /// The checked starting wallet and fee rates of a simulated exchange.
+    pub fn sim_terms(
+        &self,
+        name: &str,
+    ) -> Result<
+        (
+            Vec<(String, rust_decimal::Decimal)>,
+            virc_core::ledger::FeeRates,
+        ),
+        ConfigError,
+    > {
+        let bad = |key: &str, e: &dyn fmt::Display| {
+            ConfigError::Inconsistent(format!("exchanges.{name}.{key}: {e}"))
+        };
+        let rate = |key: &str, text: &str| {
+            let v = virc_core::money::parse_decimal("fee rate", text).map_err(|e| bad(key, &e))?;
+            if v < rust_decimal::Decimal::ZERO || v >= rust_decimal::Decimal::ONE {
+                return Err(bad(
+                    key,
+                    &format!("`{text}` is not a rate between 0 and 1 (0.004 = 0.40 %)"),
+                ));
+            }
+            Ok(v)
+        };
+        let rates = virc_core::ledger::FeeRates {
+            maker: rate("maker_fee", &self.maker_fee)?,
+            taker: rate("taker_fee", &self.taker_fee)?,
+        };
+        let mut wallet = Vec::new();
+        for (currency, text) in &self.wallet {
+            let v = virc_core::money::parse_decimal("balance", text)
+                .map_err(|e| bad(&format!("wallet.{currency}"), &e))?;
+            if v < rust_decimal::Decimal::ZERO {
+                return Err(bad(
+                    &format!("wallet.{currency}"),
+                    &"a balance cannot be negative",
+                ));
+            }
+            if v > rust_decimal::Decimal::ZERO {
+                wallet.push((currency.clone(), v));
+            }
+        }
+        Ok((wallet, rates))
     }
 }
 
@@ -332,6 +446,27 @@ impl Config {
             return Err(ConfigError::Inconsistent(
                 "market.source is \"replay\" but market.replay_file is not set: name the recording to replay".into(),
             ));
+        }
+        let ex = &self.exchanges;
+        if !ex.named.contains_key(&ex.default) {
+            return Err(ConfigError::Inconsistent(format!(
+                "exchanges.default is \"{}\" but no [exchanges.{}] is configured (configured: {})",
+                ex.default,
+                ex.default,
+                ex.named.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for (name, x) in &ex.named {
+            match x.kind {
+                ExchangeKind::Sim => {
+                    x.sim_terms(name)?;
+                }
+                ExchangeKind::Coinbase => {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "exchanges.{name}: kind \"coinbase\" needs the live connector, which this build does not have yet; use kind = \"sim\" for paper trading"
+                    )));
+                }
+            }
         }
         if self.daemon.tcp.is_some() && credentials.api_token.is_none() {
             return Err(ConfigError::Inconsistent(

@@ -6,7 +6,8 @@
 //! - [`paths`]: default data directory, socket and config locations.
 //! - [`store`]: sled storage behind typed methods.
 //! - [`events`]: the event bus with its persisted, resumable log.
-//! - [`exchange`]: exchange connectors (Coinbase feed messages so far).
+//! - [`exchange`]: the exchange interface; the simulated exchange; Coinbase feed messages and signing.
+//! - [`runtime`]: the bot runtime: bots, write-ahead intents, reconciliation, manual orders.
 //! - [`market`]: recorded-feed replay and the market actor (tickers, candles, windows).
 //! - [`notify`]: systemd readiness and watchdog notifications.
 //! - [`api`]: the tonic services of `virc.v1`.
@@ -21,6 +22,7 @@ pub mod exchange;
 pub mod market;
 pub mod notify;
 pub mod paths;
+pub mod runtime;
 pub mod server;
 pub mod store;
 

@@ -68,8 +68,8 @@ impl std::str::FromStr for Speed {
 /// One input the market actor folds in.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A trade of a product.
-    Trade(String, Trade),
+    /// A trade of a product, with the maker's side (Coinbase's `side` of a match).
+    Trade(String, Trade, virc_core::order::Side),
     /// A full book.
     Snapshot(String, L2Book),
     /// A book change.
@@ -97,6 +97,7 @@ pub fn load_recording(text: &str) -> (Vec<Input>, usize) {
                     price: m.price,
                     size: m.size,
                 },
+                m.side,
             )),
             Ok(WsMessage::Snapshot {
                 product_id,
@@ -129,7 +130,7 @@ pub async fn replay(
     let times: Vec<i64> = inputs
         .iter()
         .filter_map(|i| {
-            if let Input::Trade(_, t) = i {
+            if let Input::Trade(_, t, _) = i {
                 Some(t.time)
             } else {
                 None
@@ -148,11 +149,11 @@ pub async fn replay(
         let mut last_time = t0;
         for input in &inputs {
             let input = match input.clone() {
-                Input::Trade(p, mut t) => {
+                Input::Trade(p, mut t, side) => {
                     last_time = t.time;
                     t.time += pass * shift;
                     t.trade_id += u64::try_from(pass * trades).unwrap_or(0);
-                    Input::Trade(p, t)
+                    Input::Trade(p, t, side)
                 }
                 other => other,
             };
@@ -283,6 +284,7 @@ impl MarketHandle {
 /// The market actor.
 pub struct MarketActor {
     rx: mpsc::Receiver<Request>,
+    tap: Option<crate::runtime::RuntimeHandle>,
     products: BTreeMap<String, ProductState>,
     events: EventsHandle,
     cadence: Duration,
@@ -299,6 +301,7 @@ impl MarketActor {
         (
             Self {
                 rx,
+                tap: None,
                 products: BTreeMap::new(),
                 events,
                 cadence,
@@ -310,6 +313,13 @@ impl MarketActor {
         )
     }
 
+    /// Passes every market input on to the bot runtime (for the simulated exchanges),
+    /// after the market's own view has taken it in.
+    pub fn with_runtime(mut self, runtime: crate::runtime::RuntimeHandle) -> Self {
+        self.tap = Some(runtime);
+        self
+    }
+
     /// Runs until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.cadence);
@@ -318,7 +328,16 @@ impl MarketActor {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
-                Some(req) = self.rx.recv() => self.handle(req),
+                Some(req) = self.rx.recv() => {
+                    let forward = match (&req, &self.tap) {
+                        (Request::Input(input), Some(_)) => Some(input.clone()),
+                        _ => None,
+                    };
+                    self.handle(req);
+                    if let (Some(input), Some(tap)) = (forward, &self.tap) {
+                        tap.market(input).await;
+                    }
+                }
                 _ = tick.tick() => self.publish().await,
             }
         }
@@ -326,7 +345,7 @@ impl MarketActor {
 
     fn handle(&mut self, req: Request) {
         match req {
-            Request::Input(Input::Trade(p, t)) => {
+            Request::Input(Input::Trade(p, t, _)) => {
                 let state = self.products.entry(p).or_default();
                 state.changed |= state.analyst.on_trade(&t);
             }

@@ -24,18 +24,25 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status, transport::Server};
 use virc_proto::v1::{
-    self as pb, event::Payload, events_server::EventsServer, market_server::MarketServer,
+    self as pb, account_server::AccountServer, bots_server::BotsServer, event::Payload,
+    events_server::EventsServer, market_server::MarketServer, orders_server::OrdersServer,
     system_server::SystemServer,
 };
 
 use crate::{
-    api::{EventsService, MarketService, SystemService, system::DaemonInfo},
+    api::{
+        BotsService, EventsService, MarketService, OrdersService, SystemService, system::DaemonInfo,
+    },
     clock::{Clock, SystemClock},
-    config::{Config, Credentials, MarketSource},
+    config::{Config, Credentials, ExchangeKind, MarketSource},
     events::{Draft, EventBus, EventsHandle},
+    exchange::sim::SimExchange,
     market::{DEMO_FEED, DEMO_PRODUCTS, MarketActor, MarketHandle, load_recording, replay},
+    runtime::{Runtime, RuntimeHandle, Venue},
     store::{Store, StoreError},
 };
+use std::collections::BTreeMap;
+use virc_core::product::Catalogue;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +170,11 @@ pub async fn run(
     )?;
     tasks.spawn(bus.run(stop.clone()));
 
-    let market = start_market(&config, &events, &stop, &mut tasks)?;
+    let catalogue = load_catalogue(&config)?;
+    let runtime = start_runtime(
+        &config, &catalogue, &store, &events, &clock, &stop, &mut tasks,
+    )?;
+    let market = start_market(&config, catalogue, &events, &runtime, &stop, &mut tasks)?;
 
     let info = DaemonInfo {
         started_at: clock.now(),
@@ -172,13 +183,22 @@ pub async fn run(
         listeners: listeners.iter().map(Listener::describe).collect(),
     };
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<String>();
-    let system = SystemService::new(info.clone(), events.clone(), shutdown_tx, stop.clone());
+    let system = SystemService::new(
+        info.clone(),
+        events.clone(),
+        shutdown_tx,
+        stop.clone(),
+        runtime.clone(),
+    );
     let events_service = EventsService::new(events.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SystemServer<SystemService>>().await;
     health.set_serving::<EventsServer<EventsService>>().await;
     health.set_serving::<MarketServer<MarketService>>().await;
+    health.set_serving::<BotsServer<BotsService>>().await;
+    health.set_serving::<OrdersServer<OrdersService>>().await;
+    health.set_serving::<AccountServer<OrdersService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(virc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -210,7 +230,10 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(SystemServer::new(system))
         .add_service(EventsServer::new(events_service))
-        .add_service(MarketServer::new(MarketService::new(market)));
+        .add_service(MarketServer::new(MarketService::new(market)))
+        .add_service(BotsServer::new(BotsService::new(runtime.clone())))
+        .add_service(OrdersServer::new(OrdersService::new(runtime.clone())))
+        .add_service(AccountServer::new(OrdersService::new(runtime)));
     let routes = routes.routes();
     for listener in listeners {
         let until = stop.clone().cancelled_owned();
@@ -325,15 +348,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the market actor and, per `market.source`, the replay that feeds it.
-fn start_market(
-    config: &Config,
-    events: &EventsHandle,
-    stop: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> Result<MarketHandle, DaemonError> {
-    let m = &config.market;
-    let products_text = match &m.products_file {
+/// The products the market and the simulated exchanges know.
+fn load_catalogue(config: &Config) -> Result<Catalogue, DaemonError> {
+    let products_text = match &config.market.products_file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| {
             DaemonError::Listen(format!(
                 "cannot read market.products_file {}: {e}",
@@ -342,10 +359,74 @@ fn start_market(
         })?,
         None => DEMO_PRODUCTS.to_owned(),
     };
-    let catalogue = virc_core::product::Catalogue::from_json(&products_text)
-        .map_err(|e| DaemonError::Listen(format!("market.products_file: {e}")))?;
+    Catalogue::from_json(&products_text)
+        .map_err(|e| DaemonError::Listen(format!("market.products_file: {e}")))
+}
+
+/// Opens the configured exchanges and starts the bot runtime over them.
+fn start_runtime(
+    config: &Config,
+    catalogue: &Catalogue,
+    store: &Store,
+    events: &EventsHandle,
+    clock: &Arc<dyn Clock>,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<RuntimeHandle, DaemonError> {
+    let endpoint = match config.market.source {
+        MarketSource::Demo => "demo market (bundled BTC-USD 2016-05-12)".to_owned(),
+        MarketSource::Replay => format!(
+            "replay of {}",
+            config
+                .market
+                .replay_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+        MarketSource::None => "no market data".to_owned(),
+    };
+    let mut venues = BTreeMap::new();
+    for (name, x) in &config.exchanges.named {
+        match x.kind {
+            ExchangeKind::Sim => {
+                let (wallet, rates) = x.sim_terms(name)?;
+                let exchange = SimExchange::open(name, catalogue.clone(), rates, &wallet, store)?;
+                venues.insert(
+                    name.clone(),
+                    Venue {
+                        exchange,
+                        endpoint: endpoint.clone(),
+                    },
+                );
+            }
+            // Refused by Config::validate until the live connector exists.
+            ExchangeKind::Coinbase => {}
+        }
+    }
+    let (runtime, handle) = Runtime::new(
+        venues,
+        config.exchanges.default.clone(),
+        store.clone(),
+        events.clone(),
+        clock.clone(),
+    )?;
+    tasks.spawn(runtime.run(stop.clone()));
+    Ok(handle)
+}
+
+/// Starts the market actor and, per `market.source`, the replay that feeds it.
+fn start_market(
+    config: &Config,
+    catalogue: Catalogue,
+    events: &EventsHandle,
+    runtime: &RuntimeHandle,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<MarketHandle, DaemonError> {
+    let m = &config.market;
     let (actor, market) = MarketActor::new(catalogue, events.clone(), m.update_interval.0);
-    tasks.spawn(actor.run(stop.clone()));
+    tasks.spawn(actor.with_runtime(runtime.clone()).run(stop.clone()));
     let recording = match m.source {
         MarketSource::None => {
             tracing::info!("No market data (market.source = \"none\")");

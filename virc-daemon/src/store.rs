@@ -125,11 +125,102 @@ impl Store {
         Ok(())
     }
 
+    /// A tree of JSON records, for the runtime and the simulated exchange.
+    pub fn records(&self, name: &'static str) -> Result<Records, StoreError> {
+        Ok(Records {
+            tree: self.db.open_tree(name)?,
+            name,
+        })
+    }
+
     /// The event log.
     pub fn events(&self) -> EventLog {
         EventLog {
             tree: self.events.clone(),
         }
+    }
+}
+
+/// A tree of JSON-encoded records under byte keys. JSON rather than a
+/// binary format so that a stored bot or order can be read with any sled
+/// tool when something needs explaining.
+#[derive(Clone)]
+pub struct Records {
+    tree: sled::Tree,
+    name: &'static str,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Records {
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            tree: self.name,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Writes `value` under `key` (durable at the next flush).
+    pub fn put<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            tree: self.name,
+            detail: e.to_string(),
+        })?;
+        self.tree.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Reads the record under `key`.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.tree.get(key)?.map(|v| self.decode(&v)).transpose()
+    }
+
+    /// Removes the record under `key`.
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// Every record, in key order.
+    pub fn all<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(sled::IVec, T)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k, self.decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Records from the last key backwards, while `keep` says so.
+    pub fn scan_rev<T: serde::de::DeserializeOwned>(
+        &self,
+        mut keep: impl FnMut(&T) -> bool,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = kv?;
+            let value: T = self.decode(&v)?;
+            if keep(&value) {
+                out.push(value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last key, if any.
+    pub fn last_key(&self) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.tree.last()?.map(|(k, _)| k))
     }
 }
 

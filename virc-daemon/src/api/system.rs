@@ -10,6 +10,7 @@ use crate::{
     api::ServiceError,
     clock::{Nanos, to_timestamp},
     events::EventsHandle,
+    runtime::RuntimeHandle,
 };
 
 /// Facts about the running daemon that `Status` reports.
@@ -32,6 +33,7 @@ pub struct SystemService {
     bus: EventsHandle,
     shutdown: Arc<tokio::sync::Mutex<Option<tokio::sync::oneshot::Sender<String>>>>,
     stop: CancellationToken,
+    runtime: RuntimeHandle,
 }
 
 impl SystemService {
@@ -41,12 +43,14 @@ impl SystemService {
         bus: EventsHandle,
         shutdown: tokio::sync::oneshot::Sender<String>,
         stop: CancellationToken,
+        runtime: RuntimeHandle,
     ) -> Self {
         Self {
             info: Arc::new(info),
             bus,
             shutdown: Arc::new(tokio::sync::Mutex::new(Some(shutdown))),
             stop,
+            runtime,
         }
     }
 }
@@ -61,6 +65,7 @@ impl System for SystemService {
         _: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let (tail, head) = self.bus.bounds().await.map_err(ServiceError::from)?;
+        let counts = self.runtime.counts().await;
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             started_at: Some(to_timestamp(self.info.started_at)),
@@ -73,10 +78,10 @@ impl System for SystemService {
                 .iter()
                 .map(|s| pb::BotStatusCount {
                     status: (*s).into(),
-                    count: 0,
+                    count: counts.get(s).copied().unwrap_or(0),
                 })
                 .collect(),
-            exchanges: Vec::new(),
+            exchanges: self.runtime.exchanges().await,
             pid: std::process::id(),
         }))
     }
@@ -96,7 +101,7 @@ impl System for SystemService {
         _: Request<pb::ExchangesRequest>,
     ) -> Result<Response<pb::ExchangesResponse>, Status> {
         Ok(Response::new(pb::ExchangesResponse {
-            exchanges: Vec::new(),
+            exchanges: self.runtime.exchanges().await,
         }))
     }
 

@@ -1,0 +1,524 @@
+//! The simulated exchange: virc-core's paper engines (one per product,
+//! sharing one wallet) behind the [`Exchange`] interface, with a durable
+//! record of its own, so that paper trading survives `kill -9` exactly as
+//! a real exchange's books would.
+//!
+//! # Its record
+//! - `sim.<name>.state`: the wallet and each product engine's
+//!   [`PaperRecord`] (resting orders, stops, id counters), rewritten after
+//!   every change to our orders.
+//! - `sim.<name>.orders`: every order, keyed by arrival, newest last;
+//!   `sim.<name>.index` maps order ids and client ids to that key.
+//! - `sim.<name>.fills`: every fill, keyed by trade id.
+//!
+//! Market data that does not touch our orders (most trades, every book
+//! update) is not written: after a restart the queue position of a resting
+//! order is the one at its last change, the book the next one the feed shows.
+//!
+//! # Time
+//! The exchange's clock is the market's: the latest trade time it has seen.
+//! A replay of 2016 therefore stamps 2016 orders and expires GTT orders in
+//! 2016 time. Before any trade, the caller's wall clock is used.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use virc_core::{
+    ids::{BotId, ClientOid, OrderId},
+    ledger::{FeeRates, Ledger},
+    market::Trade,
+    money::{Funds, Size},
+    order::{
+        CancelReason, DoneReason, ORDER_NOT_FOUND, Order, OrderEvent, OrderRequest, OrderStatus,
+        Rejection, Side, validate,
+    },
+    paper::{PaperEvent, PaperExchange, PaperRecord},
+    product::Catalogue,
+};
+
+use super::{Exchange, ExchangeError, FillView, OrderView, Reply, Target, Update};
+use crate::store::{Records, Store, StoreError};
+
+impl From<StoreError> for ExchangeError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    wallet: Ledger,
+    engines: BTreeMap<String, PaperRecord>,
+    next_key: u64,
+    next_trade: u64,
+}
+
+/// The simulated exchange: the paper wallet, one paper engine per product
+/// and the record of every order and fill.
+#[derive(Debug)]
+pub struct SimExchange {
+    name: String,
+    catalogue: Catalogue,
+    rates: FeeRates,
+    wallet: Ledger,
+    engines: BTreeMap<String, PaperExchange>,
+    /// Orders not yet done, by id (done ones live in the store only).
+    live: HashMap<OrderId, (u64, OrderView)>,
+    next_key: u64,
+    next_trade: u64,
+    market_now: i64,
+    state: Records,
+    orders: Records,
+    index: Records,
+    fills: Records,
+}
+
+fn key(k: u64) -> [u8; 8] {
+    k.to_be_bytes()
+}
+
+fn id_key(id: OrderId) -> Vec<u8> {
+    [b"o".as_slice(), id.0.as_bytes()].concat()
+}
+
+fn client_key(id: ClientOid) -> Vec<u8> {
+    [b"c".as_slice(), id.0.as_bytes()].concat()
+}
+
+/// A stable 64-bit id space per product (FNV-1a of its id), so that order
+/// ids of different products never collide.
+fn id_space(product: &str) -> u64 {
+    product.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn done_reason_text(reason: DoneReason) -> &'static str {
+    match reason {
+        DoneReason::Filled | DoneReason::Canceled(CancelReason::User) => "",
+        DoneReason::Canceled(CancelReason::TimeInForce) => "time in force",
+        DoneReason::Canceled(CancelReason::SelfTrade) => "self-trade prevention",
+        DoneReason::Canceled(CancelReason::InsufficientFunds) => "Insufficient funds",
+    }
+}
+
+impl SimExchange {
+    /// Opens the simulated exchange `name` in `store`; a new one starts
+    /// with `wallet`, an existing one continues from its record.
+    pub fn open(
+        name: &str,
+        catalogue: Catalogue,
+        rates: FeeRates,
+        wallet: &[(String, Decimal)],
+        store: &Store,
+    ) -> Result<Self, StoreError> {
+        let tree = |what: &str| -> Result<Records, StoreError> {
+            // Tree names must be 'static; a handful per configured exchange is bounded.
+            let leaked: &'static str = Box::leak(format!("sim.{name}.{what}").into_boxed_str());
+            store.records(leaked)
+        };
+        let (state, orders, index, fills) = (
+            tree("state")?,
+            tree("orders")?,
+            tree("index")?,
+            tree("fills")?,
+        );
+        let saved: Option<State> = state.get(b"state")?;
+        let fresh = saved.is_none();
+        let saved = saved.unwrap_or_default();
+        let mut x = Self {
+            name: name.to_owned(),
+            catalogue,
+            rates,
+            wallet: saved.wallet,
+            engines: BTreeMap::new(),
+            live: HashMap::new(),
+            next_key: saved.next_key,
+            next_trade: saved.next_trade,
+            market_now: 0,
+            state,
+            orders,
+            index,
+            fills,
+        };
+        for (product_id, record) in saved.engines {
+            if let Some(product) = x.catalogue.get(&product_id) {
+                let engine = PaperExchange::restore(product.clone(), rates, record);
+                x.market_now = x.market_now.max(engine.now());
+                x.engines.insert(product_id, engine);
+            } else {
+                tracing::warn!(exchange = name, product = %product_id, "Product of saved paper orders is no longer in the catalogue; its orders are kept but not traded");
+            }
+        }
+        if fresh {
+            for (currency, amount) in wallet {
+                // Positive by construction (config validation).
+                let _ = x.wallet.deposit(currency, *amount);
+            }
+            x.save_state()?;
+        }
+        for (k, view) in x.orders.all::<OrderView>()? {
+            if !view.order.status.is_terminal() {
+                let k = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                x.live.insert(view.order.id, (k, view));
+            }
+        }
+        Ok(x)
+    }
+
+    /// The fee rates this exchange charges.
+    pub fn rates(&self) -> FeeRates {
+        self.rates
+    }
+
+    /// The products it trades.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The wallet: balances, holds and per-bot reservations.
+    pub fn wallet(&self) -> &Ledger {
+        &self.wallet
+    }
+
+    /// Orders not yet done.
+    pub fn live_orders(&self) -> impl Iterator<Item = &OrderView> {
+        self.live.values().map(|(_, v)| v)
+    }
+
+    /// Sets `amount` of `currency` aside for `bot` and records it.
+    pub fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), ExchangeError> {
+        self.wallet
+            .reserve(bot, currency, amount)
+            .map_err(|e| ExchangeError::Rejected(Rejection::bad_request(e.to_string())))?;
+        self.save_state()?;
+        Ok(())
+    }
+
+    /// Returns a bot's reservations to the free pool.
+    pub fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        self.wallet.release_reservations(bot);
+        self.save_state()?;
+        Ok(())
+    }
+
+    fn now(&self, wall: i64) -> i64 {
+        if self.market_now > 0 {
+            self.market_now
+        } else {
+            wall
+        }
+    }
+
+    fn save_state(&self) -> Result<(), StoreError> {
+        let state = State {
+            wallet: self.wallet.clone(),
+            engines: self
+                .engines
+                .iter()
+                .map(|(p, e)| (p.clone(), e.record()))
+                .collect(),
+            next_key: self.next_key,
+            next_trade: self.next_trade,
+        };
+        self.state.put(b"state", &state)
+    }
+
+    /// Runs `f` on a product's engine with the shared wallet lent to it.
+    fn with_engine<R>(
+        &mut self,
+        product: &str,
+        f: impl FnOnce(&mut PaperExchange) -> R,
+    ) -> Option<R> {
+        if !self.engines.contains_key(product) {
+            let p = self.catalogue.get(product)?.clone();
+            let engine = PaperExchange::new(p, self.rates, Ledger::default())
+                .with_id_space(id_space(product));
+            self.engines.insert(product.to_owned(), engine);
+        }
+        let engine = self.engines.get_mut(product)?;
+        std::mem::swap(engine.ledger_mut(), &mut self.wallet);
+        let r = f(engine);
+        std::mem::swap(engine.ledger_mut(), &mut self.wallet);
+        Some(r)
+    }
+
+    /// Folds a public trade in; returns what it did to our orders.
+    pub fn on_trade(
+        &mut self,
+        product: &str,
+        trade: &Trade,
+        maker_side: Side,
+    ) -> Result<Vec<Update>, ExchangeError> {
+        if self.catalogue.get(product).is_none() {
+            return Ok(Vec::new());
+        }
+        self.market_now = self.market_now.max(trade.time);
+        let events = self
+            .with_engine(product, |e| {
+                e.on_trade(trade.price, trade.size, maker_side, trade.time)
+            })
+            .unwrap_or_default();
+        self.apply(product, events, trade.time)
+    }
+
+    /// Folds a book change in (it may only expire GTT orders).
+    pub fn on_l2(
+        &mut self,
+        product: &str,
+        changes: &[(Side, virc_core::money::Price, Size)],
+    ) -> Result<Vec<Update>, ExchangeError> {
+        if self.catalogue.get(product).is_none() {
+            return Ok(Vec::new());
+        }
+        let now = self.market_now;
+        let events = self
+            .with_engine(product, |e| {
+                let mut out = Vec::new();
+                for (side, price, size) in changes {
+                    out.extend(e.on_l2(*side, *price, *size, now));
+                }
+                out
+            })
+            .unwrap_or_default();
+        self.apply(product, events, now)
+    }
+
+    /// Replaces a product's observed book.
+    pub fn on_snapshot(
+        &mut self,
+        product: &str,
+        book: virc_core::book::L2Book,
+    ) -> Result<Vec<Update>, ExchangeError> {
+        if self.catalogue.get(product).is_none() {
+            return Ok(Vec::new());
+        }
+        let now = self.market_now;
+        let events = self
+            .with_engine(product, |e| e.on_snapshot(book, now))
+            .unwrap_or_default();
+        self.apply(product, events, now)
+    }
+
+    /// Turns engine events into order and fill updates, and records them.
+    fn apply(
+        &mut self,
+        product: &str,
+        events: Vec<PaperEvent>,
+        now: i64,
+    ) -> Result<Vec<Update>, ExchangeError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for ev in events {
+            let id = match &ev {
+                PaperEvent::Received { order_id, .. }
+                | PaperEvent::Activate { order_id }
+                | PaperEvent::Open { order_id, .. }
+                | PaperEvent::Fill { order_id, .. }
+                | PaperEvent::Done { order_id, .. } => *order_id,
+            };
+            let Some((k, mut view)) = self.live.remove(&id) else {
+                tracing::warn!(exchange = %self.name, order = %id, "Engine event for an unknown order");
+                continue;
+            };
+            let o = &mut view.order;
+            let change = match ev {
+                PaperEvent::Received { .. } => {
+                    if o.status == OrderStatus::Active {
+                        let _ = o.apply(&OrderEvent::Triggered);
+                    }
+                    let _ = o.apply(&OrderEvent::Received);
+                    "received"
+                }
+                PaperEvent::Activate { .. } => {
+                    let _ = o.apply(&OrderEvent::Activated);
+                    "activate"
+                }
+                PaperEvent::Open { .. } => {
+                    let _ = o.apply(&OrderEvent::Opened);
+                    "open"
+                }
+                PaperEvent::Fill {
+                    price,
+                    size,
+                    fee,
+                    liquidity,
+                    ..
+                } => {
+                    let _ = o.apply(&OrderEvent::Matched);
+                    o.filled_size = o.filled_size.checked_add(size).unwrap_or(o.filled_size);
+                    let value = Funds::new(price.get() * size.get()).unwrap_or(Funds::ZERO);
+                    o.executed_value = o
+                        .executed_value
+                        .checked_add(value)
+                        .unwrap_or(o.executed_value);
+                    o.fill_fees = o
+                        .fill_fees
+                        .checked_add(Funds::new(fee).unwrap_or(Funds::ZERO))
+                        .unwrap_or(o.fill_fees);
+                    self.next_trade += 1;
+                    let fill = FillView {
+                        trade_id: self.next_trade,
+                        order_id: id,
+                        client_oid: o.new.client_oid,
+                        bot: view.bot,
+                        product_id: product.to_owned(),
+                        side: o.new.side,
+                        price,
+                        size,
+                        fee,
+                        liquidity,
+                        time: now,
+                    };
+                    self.fills.put(&key(fill.trade_id), &fill)?;
+                    out.push(Update::Order {
+                        view: view.clone(),
+                        change: "match",
+                    });
+                    out.push(Update::Fill(fill));
+                    self.orders.put(&key(k), &view)?;
+                    self.live.insert(id, (k, view));
+                    continue;
+                }
+                PaperEvent::Done { reason, .. } => {
+                    let _ = o.apply(&OrderEvent::Done(reason));
+                    o.done_at = Some(now);
+                    done_reason_text(reason).clone_into(&mut view.reason);
+                    "done"
+                }
+            };
+            self.orders.put(&key(k), &view)?;
+            out.push(Update::Order {
+                view: view.clone(),
+                change,
+            });
+            if !view.order.status.is_terminal() {
+                self.live.insert(id, (k, view));
+            }
+        }
+        self.save_state()?;
+        Ok(out)
+    }
+
+    fn find(&self, target: Target) -> Result<Option<(u64, OrderView)>, ExchangeError> {
+        let ik = match target {
+            Target::Id(id) => {
+                if let Some((k, v)) = self.live.get(&id) {
+                    return Ok(Some((*k, v.clone())));
+                }
+                id_key(id)
+            }
+            Target::Client(c) => client_key(c),
+        };
+        let Some(k) = self.index.get::<u64>(&ik)? else {
+            return Ok(None);
+        };
+        Ok(self.orders.get::<OrderView>(&key(k))?.map(|v| (k, v)))
+    }
+
+    /// Orders, newest first, that pass `keep`; at most `limit`.
+    pub fn orders(
+        &self,
+        keep: impl FnMut(&OrderView) -> bool,
+        limit: usize,
+    ) -> Result<Vec<OrderView>, ExchangeError> {
+        Ok(self.orders.scan_rev(keep, limit)?)
+    }
+
+    /// Fills, newest first, that pass `keep`; at most `limit`.
+    pub fn fills(
+        &self,
+        keep: impl FnMut(&FillView) -> bool,
+        limit: usize,
+    ) -> Result<Vec<FillView>, ExchangeError> {
+        Ok(self.fills.scan_rev(keep, limit)?)
+    }
+}
+
+impl Exchange for SimExchange {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn place(&mut self, req: &OrderRequest, bot: Option<BotId>, now: i64) -> Reply<OrderView> {
+        if let Some(c) = req.client_oid
+            && let Some((_, existing)) = self.find(Target::Client(c))?
+        {
+            return Ok((existing, Vec::new()));
+        }
+        let (product, order) = validate(&self.catalogue, req)?;
+        let product_id = product.id.as_str().to_owned();
+        let now = self.now(now);
+        let submitted = self
+            .with_engine(&product_id, |e| e.submit_for(order, bot, now))
+            .ok_or_else(|| Rejection::not_found(virc_core::order::PRODUCT_NOT_FOUND))??;
+        let (id, events) = submitted;
+        self.next_key += 1;
+        let k = self.next_key;
+        let view = OrderView {
+            order: Order {
+                id,
+                new: order,
+                product_id: product_id.clone(),
+                status: OrderStatus::Pending,
+                filled_size: Size::ZERO,
+                executed_value: Funds::ZERO,
+                fill_fees: Funds::ZERO,
+                created_at: now,
+                expire_at: None,
+                done_at: None,
+            },
+            reason: String::new(),
+            bot,
+        };
+        self.orders.put(&key(k), &view)?;
+        self.index.put(&id_key(id), &k)?;
+        if let Some(c) = order.client_oid {
+            self.index.put(&client_key(c), &k)?;
+        }
+        self.live.insert(id, (k, view));
+        let updates = self.apply(&product_id, events, now)?;
+        let (_, view) = self
+            .find(Target::Id(id))?
+            .ok_or_else(|| ExchangeError::Unavailable(format!("order {id} vanished")))?;
+        Ok((view, updates))
+    }
+
+    fn cancel(&mut self, target: Target, now: i64) -> Reply<OrderView> {
+        let Some((_, view)) = self.find(target)? else {
+            return Err(Rejection::not_found(ORDER_NOT_FOUND).into());
+        };
+        if view.order.status.is_terminal() {
+            return Ok((view, Vec::new()));
+        }
+        let id = view.order.id;
+        let product = view.order.product_id.clone();
+        let now = self.now(now);
+        let events = self
+            .with_engine(&product, |e| e.cancel(id, now))
+            .ok_or_else(|| Rejection::not_found(virc_core::order::PRODUCT_NOT_FOUND))??;
+        let updates = self.apply(&product, events, now)?;
+        let (_, view) = self
+            .find(Target::Id(id))?
+            .ok_or_else(|| ExchangeError::Unavailable(format!("order {id} vanished")))?;
+        Ok((view, updates))
+    }
+
+    fn order(&self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
+        Ok(self.find(target)?.map(|(_, v)| v))
+    }
+
+    fn fills_of(&self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
+        let mut out = self.fills(|f| f.order_id == order, usize::MAX)?;
+        out.reverse();
+        Ok(out)
+    }
+}

@@ -1,0 +1,1189 @@
+//! The bot runtime: one actor that owns the exchanges and every bot, runs
+//! the bots' state machines, and performs their commands.
+//!
+//! # Write ahead, then act
+//! A bot's step returns commands; the bot's new state, which already holds
+//! the order intent with its deterministic `client_oid`, is written and
+//! flushed before any order leaves. An exchange's reply and its updates are
+//! fed back to the owning bot as inputs, through one queue, in order.
+//!
+//! # Recover by asking
+//! On start every unfinished bot is reconciled: its outstanding intent is
+//! looked up by `client_oid`; found, it is adopted and the fills the bot has
+//! not seen are applied (by cumulative size, so none twice); not found, it
+//! is placed (under the same `client_oid`, so a second crash cannot double
+//! it). Running bots come back running.
+//!
+//! # Why one actor
+//! Bots, the exchanges' books and the event order must change together; an
+//! actor makes every change a sequence with no locks, and is fast enough
+//! (see BENCHMARKS.md) for the hundreds of bots one daemon serves.
+
+mod convert;
+mod create;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use virc_core::{
+    bot::{BotInput, BotStatus, Command, RangeBot},
+    ids::BotId,
+    order::{CancelReason, DoneReason, OrderRequest, OrderStatus, Side},
+};
+use virc_proto::v1::{self as pb, event::Payload};
+
+use crate::{
+    api::ServiceError,
+    clock::{Clock, to_timestamp},
+    events::{Draft, EventsHandle},
+    exchange::{Exchange, ExchangeError, OrderView, Target, Update, sim::SimExchange},
+    market::Input,
+    store::{Records, Store},
+};
+
+pub use convert::dec;
+
+/// At most this many history lines are kept per bot (the event log has all).
+const HISTORY: usize = 200;
+
+/// A bot kind's state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Machine {
+    /// A range bot.
+    Range(RangeBot),
+}
+
+impl Machine {
+    fn step(&mut self, input: BotInput, now: i64) -> Vec<Command> {
+        match self {
+            Self::Range(b) => b.step(input, now),
+        }
+    }
+
+    fn status(&self) -> BotStatus {
+        match self {
+            Self::Range(b) => b.status(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Range(_) => "range",
+        }
+    }
+
+    fn product_id(&self) -> &str {
+        match self {
+            Self::Range(b) => &b.params().product_id,
+        }
+    }
+
+    fn working(&self) -> Option<&virc_core::bot::Working> {
+        match self {
+            Self::Range(b) => b.working(),
+        }
+    }
+}
+
+/// One line of a bot's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Wall-clock time (ns).
+    pub time: i64,
+    /// What happened.
+    pub description: String,
+    /// Sequence number of the event that recorded it.
+    pub seq: u64,
+}
+
+/// A bot as persisted: identity, its machine, and its recent history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotRecord {
+    /// Id.
+    pub id: BotId,
+    /// Unique name.
+    pub name: String,
+    /// Exchange connection it trades on.
+    pub exchange: String,
+    /// Creation time (ns).
+    pub created_at: i64,
+    /// Last change (ns).
+    pub updated_at: i64,
+    /// Created with sell ≤ buy accepted.
+    pub force: bool,
+    /// The state machine, with its outstanding intent.
+    pub machine: Machine,
+    /// Newest last.
+    pub history: VecDeque<HistoryEntry>,
+}
+
+/// A control action on one bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Cancel its orders, then stop.
+    Stop,
+    /// Take no new step; orders stay.
+    Pause,
+    /// Continue.
+    Resume,
+    /// Forget a final bot.
+    Delete,
+}
+
+type Answer<T> = oneshot::Sender<Result<T, ServiceError>>;
+
+enum Request {
+    Market(Input),
+    Create(pb::CreateBotRequest, Answer<pb::CreateBotResponse>),
+    Duplicate(pb::DuplicateBotRequest, Answer<pb::CreateBotResponse>),
+    List(pb::ListBotsRequest, Answer<Vec<pb::Bot>>),
+    Get(String, Answer<pb::Bot>),
+    Control(String, Action, Answer<pb::Bot>),
+    StopAll(Answer<Vec<pb::Bot>>),
+    Place(pb::PlaceOrderRequest, Answer<pb::Order>),
+    Cancel(String, Target, Answer<pb::Order>),
+    GetOrder(String, Target, Answer<pb::Order>),
+    ListOrders(pb::ListOrdersRequest, Answer<Vec<pb::Order>>),
+    Balances(String, Answer<pb::BalancesResponse>),
+    Fills(pb::FillsRequest, Answer<Vec<pb::Fill>>),
+    Exchanges(oneshot::Sender<Vec<pb::ExchangeInfo>>),
+    Counts(oneshot::Sender<BTreeMap<&'static str, u32>>),
+}
+
+/// The API's and the market's way into the runtime.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle").finish_non_exhaustive()
+    }
+}
+
+macro_rules! ask {
+    ($self:ident, $variant:ident $(, $arg:expr)*) => {{
+        let (reply, rx) = oneshot::channel();
+        $self
+            .tx
+            .send(Request::$variant($($arg,)* reply))
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        rx.await.map_err(|_| ServiceError::ShuttingDown)?
+    }};
+}
+
+impl RuntimeHandle {
+    /// Feeds market data to the simulated exchanges.
+    pub async fn market(&self, input: Input) {
+        let _ = self.tx.send(Request::Market(input)).await;
+    }
+
+    /// Creates a bot.
+    pub async fn create(
+        &self,
+        req: pb::CreateBotRequest,
+    ) -> Result<pb::CreateBotResponse, ServiceError> {
+        ask!(self, Create, req)
+    }
+
+    /// Duplicates a bot.
+    pub async fn duplicate(
+        &self,
+        req: pb::DuplicateBotRequest,
+    ) -> Result<pb::CreateBotResponse, ServiceError> {
+        ask!(self, Duplicate, req)
+    }
+
+    /// Lists bots.
+    pub async fn list(&self, req: pb::ListBotsRequest) -> Result<Vec<pb::Bot>, ServiceError> {
+        ask!(self, List, req)
+    }
+
+    /// One bot with its history.
+    pub async fn get(&self, bot: String) -> Result<pb::Bot, ServiceError> {
+        ask!(self, Get, bot)
+    }
+
+    /// Stops, pauses, resumes or deletes a bot.
+    pub async fn control(&self, bot: String, action: Action) -> Result<pb::Bot, ServiceError> {
+        ask!(self, Control, bot, action)
+    }
+
+    /// Stops every running or paused bot.
+    pub async fn stop_all(&self) -> Result<Vec<pb::Bot>, ServiceError> {
+        ask!(self, StopAll)
+    }
+
+    /// Places a manual order.
+    pub async fn place(&self, req: pb::PlaceOrderRequest) -> Result<pb::Order, ServiceError> {
+        ask!(self, Place, req)
+    }
+
+    /// Cancels an order.
+    pub async fn cancel(
+        &self,
+        exchange: String,
+        target: Target,
+    ) -> Result<pb::Order, ServiceError> {
+        ask!(self, Cancel, exchange, target)
+    }
+
+    /// Gets an order.
+    pub async fn order(&self, exchange: String, target: Target) -> Result<pb::Order, ServiceError> {
+        ask!(self, GetOrder, exchange, target)
+    }
+
+    /// Lists orders.
+    pub async fn orders(&self, req: pb::ListOrdersRequest) -> Result<Vec<pb::Order>, ServiceError> {
+        ask!(self, ListOrders, req)
+    }
+
+    /// Balances of one exchange.
+    pub async fn balances(&self, exchange: String) -> Result<pb::BalancesResponse, ServiceError> {
+        ask!(self, Balances, exchange)
+    }
+
+    /// Fills.
+    pub async fn fills(&self, req: pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
+        ask!(self, Fills, req)
+    }
+
+    /// The exchange connections.
+    pub async fn exchanges(&self) -> Vec<pb::ExchangeInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Exchanges(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Number of bots per status name.
+    pub async fn counts(&self) -> BTreeMap<&'static str, u32> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Counts(reply)).await.is_err() {
+            return BTreeMap::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// A configured exchange connection.
+#[derive(Debug)]
+pub struct Venue {
+    /// The exchange.
+    pub exchange: SimExchange,
+    /// What it simulates on, for `virc exchanges`.
+    pub endpoint: String,
+}
+
+/// The runtime actor.
+pub struct Runtime {
+    rx: mpsc::Receiver<Request>,
+    venues: BTreeMap<String, Venue>,
+    default_exchange: String,
+    bots: BTreeMap<BotId, BotRecord>,
+    names: BTreeMap<String, BotId>,
+    store: Store,
+    records: Records,
+    events: EventsHandle,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("bots", &self.bots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runtime failed at while starting.
+pub type StartError = crate::store::StoreError;
+
+impl Runtime {
+    /// Loads every bot from the store; [`Runtime::run`] reconciles them first.
+    pub fn new(
+        venues: BTreeMap<String, Venue>,
+        default_exchange: String,
+        store: Store,
+        events: EventsHandle,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, RuntimeHandle), StartError> {
+        let records = store.records("bots")?;
+        let mut bots = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for (_, rec) in records.all::<BotRecord>()? {
+            names.insert(rec.name.clone(), rec.id);
+            bots.insert(rec.id, rec);
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        Ok((
+            Self {
+                rx,
+                venues,
+                default_exchange,
+                bots,
+                names,
+                store,
+                records,
+                events,
+                clock,
+            },
+            RuntimeHandle { tx },
+        ))
+    }
+
+    /// Reconciles every bot with its exchange, then serves requests until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let started = std::time::Instant::now();
+        let n = self.reconcile_all().await;
+        tracing::info!(
+            bots = n,
+            elapsed_ms = started.elapsed().as_millis(),
+            "Bots reconciled"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                req = self.rx.recv() => match req {
+                    Some(req) => self.handle(req).await,
+                    None => break,
+                },
+            }
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "Cannot flush the bot store at shutdown");
+        }
+    }
+
+    async fn handle(&mut self, req: Request) {
+        match req {
+            Request::Market(input) => self.on_market(input).await,
+            Request::Create(req, reply) => {
+                let _ = reply.send(self.create(req).await);
+            }
+            Request::Duplicate(req, reply) => {
+                let r = self.duplicate(req).await;
+                let _ = reply.send(r);
+            }
+            Request::List(req, reply) => {
+                let _ = reply.send(Ok(self.list(&req)));
+            }
+            Request::Get(bot, reply) => {
+                let r = self.find(&bot).map(|id| self.bot_view(id, true));
+                let _ = reply.send(r);
+            }
+            Request::Control(bot, action, reply) => {
+                let r = self.control(&bot, action).await;
+                let _ = reply.send(r);
+            }
+            Request::StopAll(reply) => {
+                let ids: Vec<BotId> = self
+                    .bots
+                    .values()
+                    .filter(|b| !b.machine.status().is_final())
+                    .map(|b| b.id)
+                    .collect();
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Err(e) = self.drive(id, BotInput::Stop).await {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                    out.push(self.bot_view(id, false));
+                }
+                let _ = reply.send(Ok(out));
+            }
+            Request::Place(req, reply) => {
+                let _ = reply.send(self.place_manual(req).await);
+            }
+            Request::Cancel(exchange, target, reply) => {
+                let _ = reply.send(self.cancel_manual(&exchange, target).await);
+            }
+            Request::GetOrder(exchange, target, reply) => {
+                let r = self.venue_name(&exchange).and_then(|name| {
+                    let v = &self.venues[&name];
+                    v.exchange
+                        .order(target)?
+                        .map(|o| convert::order(&o, &name))
+                        .ok_or_else(|| {
+                            ServiceError::NotFound(format!(
+                                "no order {} on exchange {name}",
+                                target_text(target)
+                            ))
+                        })
+                });
+                let _ = reply.send(r);
+            }
+            Request::ListOrders(req, reply) => {
+                let _ = reply.send(self.list_orders(&req));
+            }
+            Request::Balances(exchange, reply) => {
+                let _ = reply.send(self.balances(&exchange));
+            }
+            Request::Fills(req, reply) => {
+                let _ = reply.send(self.fills(&req));
+            }
+            Request::Exchanges(reply) => {
+                let out = self
+                    .venues
+                    .iter()
+                    .map(|(name, v)| pb::ExchangeInfo {
+                        name: name.clone(),
+                        kind: "sim".into(),
+                        endpoint: v.endpoint.clone(),
+                        state: "up".into(),
+                        detail: format!(
+                            "paper trading; fees maker {} / taker {}",
+                            dec(v.exchange.rates().maker),
+                            dec(v.exchange.rates().taker)
+                        ),
+                        is_default: *name == self.default_exchange,
+                    })
+                    .collect();
+                let _ = reply.send(out);
+            }
+            Request::Counts(reply) => {
+                let mut counts = BTreeMap::new();
+                for b in self.bots.values() {
+                    *counts.entry(b.machine.status().name()).or_insert(0) += 1;
+                }
+                let _ = reply.send(counts);
+            }
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The configured exchange called `name` (empty: the default).
+    fn venue_name(&self, name: &str) -> Result<String, ServiceError> {
+        let name = if name.is_empty() {
+            &self.default_exchange
+        } else {
+            name
+        };
+        if self.venues.contains_key(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "no exchange named `{name}`; configured: {} (see `virc exchanges`)",
+                self.venues.keys().cloned().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    }
+
+    /// A bot by id or name.
+    fn find(&self, bot: &str) -> Result<BotId, ServiceError> {
+        if let Some(id) = self.names.get(bot) {
+            return Ok(*id);
+        }
+        if let Ok(id) = BotId::parse(bot)
+            && self.bots.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        Err(ServiceError::NotFound(format!(
+            "no bot with id or name `{bot}` (see `virc bot list`)"
+        )))
+    }
+
+    fn save(&self, id: BotId) -> Result<(), ServiceError> {
+        if let Some(rec) = self.bots.get(&id) {
+            self.records.put(id.0.as_bytes(), rec)?;
+        }
+        Ok(())
+    }
+
+    async fn on_market(&mut self, input: Input) {
+        let mut all = Vec::new();
+        for venue in self.venues.values_mut() {
+            let x = &mut venue.exchange;
+            let r = match &input {
+                Input::Trade(p, t, side) => x.on_trade(p, t, *side),
+                Input::L2(p, changes) => x.on_l2(p, changes),
+                Input::Snapshot(p, book) => x.on_snapshot(p, book.clone()),
+            };
+            match r {
+                Ok(updates) => all.push((x.name().to_owned(), updates)),
+                Err(e) => {
+                    tracing::error!(error = %e, "Simulated exchange cannot record market effects");
+                }
+            }
+        }
+        for (name, updates) in all {
+            if updates.is_empty() {
+                continue;
+            }
+            let mut queue = VecDeque::new();
+            self.route(&name, updates, &mut queue).await;
+            if let Err(e) = self.run_queue(queue).await {
+                tracing::error!(error = %e, "Bot step failed");
+            }
+        }
+    }
+
+    /// Publishes order and fill events and queues the owning bots' inputs.
+    async fn route(
+        &mut self,
+        exchange: &str,
+        updates: Vec<Update>,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) {
+        for u in updates {
+            match u {
+                Update::Order { view, change } => {
+                    let bot = view.bot;
+                    self.events
+                        .emit(Draft {
+                            bot_id: bot.map(|b| b.to_string()).unwrap_or_default(),
+                            product_id: view.order.product_id.clone(),
+                            payload: Payload::Order(pb::OrderUpdate {
+                                order: Some(convert::order(&view, exchange)),
+                                change: change.into(),
+                            }),
+                        })
+                        .await;
+                    if let (Some(bot), Some(cid), OrderStatus::Done(reason)) =
+                        (bot, view.client_oid(), view.order.status)
+                        && change == "done"
+                    {
+                        queue.push_back((
+                            bot,
+                            BotInput::Done {
+                                client_oid: cid,
+                                reason,
+                            },
+                        ));
+                    }
+                }
+                Update::Fill(f) => {
+                    self.events
+                        .emit(Draft {
+                            bot_id: f.bot.map(|b| b.to_string()).unwrap_or_default(),
+                            product_id: f.product_id.clone(),
+                            payload: Payload::Fill(convert::fill(&f, exchange)),
+                        })
+                        .await;
+                    if let (Some(bot), Some(cid)) = (f.bot, f.client_oid) {
+                        queue.push_back((
+                            bot,
+                            BotInput::Fill {
+                                client_oid: cid,
+                                price: f.price,
+                                size: f.size,
+                                fee: f.fee,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Steps one bot with one input, and everything that follows from it.
+    async fn drive(&mut self, bot: BotId, input: BotInput) -> Result<(), ServiceError> {
+        self.run_queue(VecDeque::from([(bot, input)])).await
+    }
+
+    async fn run_queue(
+        &mut self,
+        mut queue: VecDeque<(BotId, BotInput)>,
+    ) -> Result<(), ServiceError> {
+        while let Some((id, input)) = queue.pop_front() {
+            let now = self.now();
+            let Some(rec) = self.bots.get_mut(&id) else {
+                continue;
+            };
+            let before = rec.machine.status();
+            let commands = rec.machine.step(input, now);
+            rec.updated_at = now;
+            self.save(id)?;
+            if commands.is_empty() {
+                continue;
+            }
+            // Write ahead: the intents are durable before anything is sent.
+            self.store.flush().await?;
+            let mut status_from = before;
+            for cmd in commands {
+                self.perform(id, cmd, &mut status_from, &mut queue).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn perform(
+        &mut self,
+        id: BotId,
+        cmd: Command,
+        status_from: &mut BotStatus,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) -> Result<(), ServiceError> {
+        let Some(rec) = self.bots.get(&id) else {
+            return Ok(());
+        };
+        let exchange = rec.exchange.clone();
+        let product = rec.machine.product_id().to_owned();
+        let now = self.now();
+        match cmd {
+            Command::Place(intent) => {
+                let req = OrderRequest {
+                    client_oid: Some(intent.client_oid),
+                    order_type: Some("limit".into()),
+                    side: Some(match intent.side {
+                        Side::Buy => "buy".into(),
+                        Side::Sell => "sell".into(),
+                    }),
+                    product_id: product,
+                    price: Some(intent.price.to_string()),
+                    size: Some(intent.size.to_string()),
+                    ..OrderRequest::default()
+                };
+                let Some(venue) = self.venues.get_mut(&exchange) else {
+                    tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
+                    return Ok(());
+                };
+                match venue.exchange.place(&req, Some(id), now) {
+                    Ok((view, updates)) => {
+                        queue.push_back((
+                            id,
+                            BotInput::Accepted {
+                                client_oid: intent.client_oid,
+                                order_id: view.order.id,
+                            },
+                        ));
+                        self.store.flush().await?;
+                        self.route(&exchange, updates, queue).await;
+                    }
+                    Err(ExchangeError::Rejected(r)) => {
+                        queue.push_back((
+                            id,
+                            BotInput::Rejected {
+                                client_oid: intent.client_oid,
+                                reason: r.message,
+                            },
+                        ));
+                    }
+                    Err(e @ ExchangeError::Unavailable(_)) => {
+                        // The intent stays outstanding; reconciliation places it later.
+                        tracing::error!(bot = %id, error = %e, "Cannot place a bot's order now");
+                    }
+                }
+            }
+            Command::Cancel(cid) => {
+                let Some(venue) = self.venues.get_mut(&exchange) else {
+                    tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
+                    return Ok(());
+                };
+                match venue.exchange.cancel(Target::Client(cid), now) {
+                    Ok((view, updates)) => {
+                        self.store.flush().await?;
+                        let caught_up = updates.is_empty();
+                        self.route(&exchange, updates, queue).await;
+                        if caught_up {
+                            // Already done before our cancel: tell the bot what it missed.
+                            self.catch_up(id, &view, queue);
+                        }
+                    }
+                    Err(ExchangeError::Rejected(r)) if r.status == 404 => {
+                        // The intent never reached the exchange: nothing to cancel.
+                        queue.push_back((
+                            id,
+                            BotInput::Done {
+                                client_oid: cid,
+                                reason: DoneReason::Canceled(CancelReason::User),
+                            },
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(bot = %id, error = %e, "Cannot cancel a bot's order now");
+                    }
+                }
+            }
+            Command::Status { status, reason } => {
+                let from = std::mem::replace(status_from, status);
+                if status.is_final()
+                    && let Some(v) = self.venues.get_mut(&exchange)
+                {
+                    v.exchange.release(id)?;
+                }
+                self.events
+                    .emit(Draft {
+                        bot_id: id.to_string(),
+                        product_id: product,
+                        payload: Payload::BotStatus(pb::BotStatusChanged {
+                            from: wire_status(from),
+                            to: wire_status(status),
+                            reason: reason.clone(),
+                        }),
+                    })
+                    .await;
+                self.note(
+                    id,
+                    format!("{} → {}: {reason}", from.name(), status.name()),
+                    false,
+                )
+                .await?;
+            }
+            Command::Note(text) => self.note(id, text, true).await?,
+        }
+        Ok(())
+    }
+
+    /// Records a history line (and, with `event`, a `bot_step` event).
+    async fn note(&mut self, id: BotId, text: String, event: bool) -> Result<(), ServiceError> {
+        let product = self
+            .bots
+            .get(&id)
+            .map(|b| b.machine.product_id().to_owned())
+            .unwrap_or_default();
+        let seq = if event {
+            self.events
+                .publish(Draft {
+                    bot_id: id.to_string(),
+                    product_id: product,
+                    payload: Payload::BotStep(pb::BotStep {
+                        description: text.clone(),
+                        values: std::collections::HashMap::default(),
+                    }),
+                })
+                .await
+                .unwrap_or(0)
+        } else {
+            self.events.bounds().await.map_or(0, |(_, head)| head)
+        };
+        let now = self.now();
+        if let Some(rec) = self.bots.get_mut(&id) {
+            rec.history.push_back(HistoryEntry {
+                time: now,
+                description: text,
+                seq,
+            });
+            while rec.history.len() > HISTORY {
+                rec.history.pop_front();
+            }
+        }
+        self.save(id)
+    }
+
+    /// Queues the inputs a bot missed about `view`: acceptance, unseen fills, done.
+    fn catch_up(&self, id: BotId, view: &OrderView, queue: &mut VecDeque<(BotId, BotInput)>) {
+        let (Some(rec), Some(cid)) = (self.bots.get(&id), view.client_oid()) else {
+            return;
+        };
+        let Some(w) = rec.machine.working().filter(|w| w.intent.client_oid == cid) else {
+            return;
+        };
+        if w.order_id.is_none() {
+            queue.push_back((
+                id,
+                BotInput::Accepted {
+                    client_oid: cid,
+                    order_id: view.order.id,
+                },
+            ));
+        }
+        let fills = self
+            .venues
+            .get(&rec.exchange)
+            .map(|v| v.exchange.fills_of(view.order.id))
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::error!(bot = %id, error = %e, "Cannot read fills to reconcile");
+                None
+            })
+            .unwrap_or_default();
+        let mut seen = rust_decimal::Decimal::ZERO;
+        for f in fills {
+            seen += f.size.get();
+            if seen > w.filled {
+                queue.push_back((
+                    id,
+                    BotInput::Fill {
+                        client_oid: cid,
+                        price: f.price,
+                        size: f.size,
+                        fee: f.fee,
+                    },
+                ));
+            }
+        }
+        if let OrderStatus::Done(reason) = view.order.status {
+            queue.push_back((
+                id,
+                BotInput::Done {
+                    client_oid: cid,
+                    reason,
+                },
+            ));
+        }
+    }
+
+    /// Reconciles every unfinished bot; returns how many.
+    async fn reconcile_all(&mut self) -> usize {
+        let ids: Vec<BotId> = self
+            .bots
+            .values()
+            .filter(|b| !b.machine.status().is_final())
+            .map(|b| b.id)
+            .collect();
+        for id in &ids {
+            if let Err(e) = self.reconcile(*id).await {
+                tracing::error!(bot = %id, error = %e, "Cannot reconcile bot");
+            }
+        }
+        ids.len()
+    }
+
+    async fn reconcile(&mut self, id: BotId) -> Result<(), ServiceError> {
+        let Some(rec) = self.bots.get(&id) else {
+            return Ok(());
+        };
+        let mut queue = VecDeque::new();
+        match rec.machine.working().cloned() {
+            Some(w) => {
+                let found = self
+                    .venues
+                    .get(&rec.exchange)
+                    .map(|v| v.exchange.order(Target::Client(w.intent.client_oid)))
+                    .transpose()?
+                    .flatten();
+                match found {
+                    Some(view) => self.catch_up(id, &view, &mut queue),
+                    None if w.cancel_requested => queue.push_back((
+                        id,
+                        BotInput::Done {
+                            client_oid: w.intent.client_oid,
+                            reason: DoneReason::Canceled(CancelReason::User),
+                        },
+                    )),
+                    None => {
+                        // Written ahead but never sent: send it now, under the same id.
+                        let mut status = rec.machine.status();
+                        self.note(
+                            id,
+                            format!(
+                                "restart: placing the order it had decided on ({})",
+                                w.intent.client_oid
+                            ),
+                            true,
+                        )
+                        .await?;
+                        self.perform(id, Command::Place(w.intent), &mut status, &mut queue)
+                            .await?;
+                    }
+                }
+            }
+            None => queue.push_back((id, BotInput::Started)),
+        }
+        self.run_queue(queue).await
+    }
+
+    async fn control(&mut self, bot: &str, action: Action) -> Result<pb::Bot, ServiceError> {
+        let id = self.find(bot)?;
+        let status = self.bots[&id].machine.status();
+        let name = self.bots[&id].name.clone();
+        match action {
+            Action::Stop | Action::Pause if status.is_final() => {
+                return Err(ServiceError::Refused(format!(
+                    "bot {name} is already {}",
+                    status.name()
+                )));
+            }
+            Action::Resume if status != BotStatus::Paused => {
+                return Err(ServiceError::Refused(format!(
+                    "bot {name} is {}, not paused; only a paused bot can be resumed",
+                    status.name()
+                )));
+            }
+            Action::Delete if !status.is_final() => {
+                return Err(ServiceError::Refused(format!(
+                    "bot {name} is {}; stop it first (`virc bot stop {name}`), then delete it",
+                    status.name()
+                )));
+            }
+            Action::Delete => {
+                let view = self.bot_view(id, false);
+                self.records.remove(id.0.as_bytes())?;
+                self.store.flush().await?;
+                let rec = self.bots.remove(&id);
+                self.names.remove(&name);
+                self.events
+                    .emit(Draft {
+                        bot_id: id.to_string(),
+                        product_id: rec
+                            .map(|r| r.machine.product_id().to_owned())
+                            .unwrap_or_default(),
+                        payload: Payload::BotDeleted(pb::BotDeleted { name }),
+                    })
+                    .await;
+                return Ok(view);
+            }
+            _ => {}
+        }
+        let input = match action {
+            Action::Stop => BotInput::Stop,
+            Action::Pause => BotInput::Pause,
+            Action::Resume | Action::Delete => BotInput::Resume,
+        };
+        self.drive(id, input).await?;
+        Ok(self.bot_view(id, false))
+    }
+
+    fn list(&self, req: &pb::ListBotsRequest) -> Vec<pb::Bot> {
+        let mut out: Vec<&BotRecord> = self
+            .bots
+            .values()
+            .filter(|b| req.product_id.is_empty() || b.machine.product_id() == req.product_id)
+            .filter(|b| {
+                req.statuses.is_empty() || req.statuses.contains(&wire_status(b.machine.status()))
+            })
+            .collect();
+        out.sort_by_key(|b| (b.created_at, b.id));
+        out.into_iter()
+            .map(|b| self.bot_view(b.id, false))
+            .collect()
+    }
+
+    fn bot_view(&self, id: BotId, with_history: bool) -> pb::Bot {
+        let Some(rec) = self.bots.get(&id) else {
+            return pb::Bot::default();
+        };
+        let venue = self.venues.get(&rec.exchange);
+        let current_order = rec.machine.working().and_then(|w| {
+            let x = &venue?.exchange;
+            x.order(Target::Client(w.intent.client_oid))
+                .ok()
+                .flatten()
+                .map(|o| convert::order(&o, &rec.exchange))
+        });
+        let Machine::Range(b) = &rec.machine;
+        let rates = venue.map(|v| v.exchange.rates());
+        let (theo, theo_pct) = rates
+            .map(|r| b.theoretical_cycle_profit(r))
+            .unwrap_or_default();
+        // What is set aside for the bot in quote: its free reservation plus
+        // what its open order holds.
+        let reserved = venue
+            .map(|v| {
+                let w = v.exchange.wallet();
+                let held = b
+                    .working()
+                    .and_then(|wk| wk.order_id)
+                    .and_then(|o| w.hold(o))
+                    .filter(|h| h.currency == b.params().quote)
+                    .map(|h| h.amount)
+                    .unwrap_or_default();
+                w.reserved(id, &b.params().quote) + held
+            })
+            .unwrap_or_default();
+        let a = b.account();
+        pb::Bot {
+            id: id.to_string(),
+            name: rec.name.clone(),
+            spec: Some(create::spec_of(rec)),
+            status: wire_status(b.status()),
+            status_reason: b.reason().to_owned(),
+            exchange: rec.exchange.clone(),
+            product_id: b.params().product_id.clone(),
+            current_step: b.describe_step(),
+            current_order,
+            pnl: Some(pb::BotPnl {
+                currency: b.params().quote.clone(),
+                reserved: dec(reserved),
+                fees_paid: dec(a.fees_paid),
+                realized_profit: dec(a.realized),
+                theoretical_cycle_profit: dec(theo),
+                theoretical_cycle_profit_pct: dec(theo_pct),
+                cycles: a.cycles,
+            }),
+            created_at: Some(to_timestamp(rec.created_at)),
+            updated_at: Some(to_timestamp(rec.updated_at)),
+            history: if with_history {
+                rec.history
+                    .iter()
+                    .rev()
+                    .map(|h| pb::BotHistoryEntry {
+                        time: Some(to_timestamp(h.time)),
+                        description: h.description.clone(),
+                        seq: h.seq,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            kind: rec.machine.kind().into(),
+        }
+    }
+
+    async fn place_manual(
+        &mut self,
+        req: pb::PlaceOrderRequest,
+    ) -> Result<pb::Order, ServiceError> {
+        let name = self.venue_name(&req.exchange)?;
+        let order = convert::place_request(&req)?;
+        let now = self.now();
+        let venue = self
+            .venues
+            .get_mut(&name)
+            .ok_or_else(|| ServiceError::NotFound(name.clone()))?;
+        let (view, updates) = venue.exchange.place(&order, None, now)?;
+        self.store.flush().await?;
+        let mut queue = VecDeque::new();
+        self.route(&name, updates, &mut queue).await;
+        self.run_queue(queue).await?;
+        // The order as it is after its immediate effects.
+        let view = self.venues[&name]
+            .exchange
+            .order(Target::Id(view.order.id))?
+            .unwrap_or(view);
+        Ok(convert::order(&view, &name))
+    }
+
+    async fn cancel_manual(
+        &mut self,
+        exchange: &str,
+        target: Target,
+    ) -> Result<pb::Order, ServiceError> {
+        let name = self.venue_name(exchange)?;
+        let now = self.now();
+        let venue = self
+            .venues
+            .get_mut(&name)
+            .ok_or_else(|| ServiceError::NotFound(name.clone()))?;
+        let (view, updates) = venue.exchange.cancel(target, now).map_err(|e| match e {
+            ExchangeError::Rejected(r) if r.status == 404 => ServiceError::NotFound(format!(
+                "no order {} on exchange {name} ({})",
+                target_text(target),
+                r.message
+            )),
+            e => e.into(),
+        })?;
+        self.store.flush().await?;
+        let mut queue = VecDeque::new();
+        // A bot's order canceled here is "canceled outside" the bot: it fails, as it would live.
+        self.route(&name, updates, &mut queue).await;
+        self.run_queue(queue).await?;
+        Ok(convert::order(&view, &name))
+    }
+
+    fn list_orders(&self, req: &pb::ListOrdersRequest) -> Result<Vec<pb::Order>, ServiceError> {
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let bot = if req.bot_id.is_empty() {
+            None
+        } else {
+            Some(self.find(&req.bot_id)?)
+        };
+        let mut out = Vec::new();
+        for (name, v) in &self.venues {
+            if !req.exchange.is_empty() && req.exchange != *name {
+                continue;
+            }
+            let found = v.exchange.orders(
+                |o| {
+                    (req.product_id.is_empty() || o.order.product_id == req.product_id)
+                        && bot.is_none_or(|b| o.bot == Some(b))
+                        && convert::status_matches(&req.statuses, o.order.status)
+                },
+                limit,
+            )?;
+            out.extend(found.iter().map(|o| convert::order(o, name)));
+        }
+        if !req.exchange.is_empty() && !self.venues.contains_key(&req.exchange) {
+            self.venue_name(&req.exchange)?;
+        }
+        out.sort_by(|a, b| {
+            let t = |o: &pb::Order| o.created_at.map(|t| (t.seconds, t.nanos));
+            t(b).cmp(&t(a))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn balances(&self, exchange: &str) -> Result<pb::BalancesResponse, ServiceError> {
+        let name = self.venue_name(exchange)?;
+        let w = self.venues[&name].exchange.wallet();
+        Ok(pb::BalancesResponse {
+            exchange: name.clone(),
+            balances: w
+                .balances()
+                .map(|(c, b)| pb::Balance {
+                    currency: c.to_owned(),
+                    balance: dec(b.balance),
+                    hold: dec(b.hold),
+                    available: dec(b.available()),
+                })
+                .collect(),
+            reservations: w
+                .reservations()
+                .filter(|(_, _, a)| !a.is_zero())
+                .map(|(bot, c, a)| pb::Reservation {
+                    bot_id: bot.to_string(),
+                    bot_name: self
+                        .bots
+                        .get(&bot)
+                        .map(|b| b.name.clone())
+                        .unwrap_or_default(),
+                    currency: c.to_owned(),
+                    amount: dec(a),
+                })
+                .collect(),
+        })
+    }
+
+    fn fills(&self, req: &pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
+        let name = self.venue_name(&req.exchange)?;
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let bot = if req.bot_id.is_empty() {
+            None
+        } else {
+            Some(self.find(&req.bot_id)?)
+        };
+        let fills = self.venues[&name].exchange.fills(
+            |f| {
+                bot.is_none_or(|b| f.bot == Some(b))
+                    && (req.product_id.is_empty() || f.product_id == req.product_id)
+                    && (req.order_id.is_empty() || f.order_id.to_string() == req.order_id)
+            },
+            limit,
+        )?;
+        Ok(fills.iter().map(|f| convert::fill(f, &name)).collect())
+    }
+}
+
+fn target_text(t: Target) -> String {
+    match t {
+        Target::Id(id) => id.to_string(),
+        Target::Client(c) => format!("with client_oid {c}"),
+    }
+}
+
+/// The wire status of a bot.
+pub fn wire_status(s: BotStatus) -> i32 {
+    let wire = match s {
+        BotStatus::Running => pb::BotStatus::Running,
+        BotStatus::Paused => pb::BotStatus::Paused,
+        BotStatus::Stopped => pb::BotStatus::Stopped,
+        BotStatus::Ended => pb::BotStatus::Ended,
+        BotStatus::Failed => pb::BotStatus::Failed,
+    };
+    wire as i32
+}
