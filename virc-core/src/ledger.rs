@@ -252,6 +252,24 @@ impl Ledger {
         Ok(())
     }
 
+    /// A ledger from its persisted parts (see the accessors below).
+    pub fn restore(
+        balances: impl IntoIterator<Item = (String, Balance)>,
+        holds: impl IntoIterator<Item = (OrderId, Hold)>,
+        reservations: impl IntoIterator<Item = (BotId, String, Decimal)>,
+        fees_paid: impl IntoIterator<Item = (String, Decimal)>,
+    ) -> Self {
+        Self {
+            balances: balances.into_iter().collect(),
+            holds: holds.into_iter().collect(),
+            reservations: reservations
+                .into_iter()
+                .map(|(b, c, a)| ((b, c), a))
+                .collect(),
+            fees_paid: fees_paid.into_iter().collect(),
+        }
+    }
+
     /// A currency's balance (zero if never seen).
     pub fn balance(&self, currency: &str) -> Balance {
         self.balances.get(currency).copied().unwrap_or_default()

@@ -126,22 +126,24 @@ struct Resting {
 /// reservation pays for it when it triggers.
 type ParkedStop = (OrderId, NewOrder, StopKind, Price, Option<BotId>);
 
-/// The persistent part of a paper engine: the wallet and the user's orders.
-///
-/// The observed book is not part of it (the next snapshot or L2 update is
-/// the truth), and neither are the product and rates (configuration), so a
-/// restored engine knows every order but waits for the feed to show depth.
+/// The persistent header of a paper engine: id counters, clock, last
+/// price and parked stops. With the [`RestingRecord`] of each resting order
+/// and the ledger, it restores the engine ([`PaperExchange::restore`]); the
+/// observed book is not persisted (the next snapshot or L2 update is the
+/// truth). Kept apart from the orders so that a change to one order
+/// rewrites that order's record, not every order's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PaperRecord {
-    ledger: Ledger,
-    resting: BTreeMap<OrderId, Resting>,
-    expiries: Expiries,
+pub struct EngineHeader {
     stops: Vec<ParkedStop>,
     next_order: u128,
     id_space: u64,
     last_price: Option<Price>,
     now: i64,
 }
+
+/// One resting paper order, as persisted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestingRecord(Resting);
 
 /// The user's orders, ledger and view of one product's market.
 #[derive(Debug, Clone)]
@@ -182,12 +184,9 @@ impl PaperExchange {
         }
     }
 
-    /// What to persist to restore this engine with [`Self::restore`].
-    pub fn record(&self) -> PaperRecord {
-        PaperRecord {
-            ledger: self.ledger.clone(),
-            resting: self.resting.clone(),
-            expiries: self.expiries.clone(),
+    /// The header to persist (see [`EngineHeader`]).
+    pub fn header(&self) -> EngineHeader {
+        EngineHeader {
             stops: self.stops.clone(),
             next_order: self.next_order,
             id_space: self.id_space,
@@ -196,18 +195,32 @@ impl PaperExchange {
         }
     }
 
-    /// An engine as it was when `record` was taken, with an empty book.
-    pub fn restore(product: Product, rates: FeeRates, record: PaperRecord) -> Self {
-        Self {
-            ledger: record.ledger,
-            resting: record.resting,
-            expiries: record.expiries,
-            stops: record.stops,
-            next_order: record.next_order,
-            last_price: record.last_price,
-            now: record.now,
-            ..Self::new(product, rates, Ledger::default()).with_id_space(record.id_space)
+    /// The record of a resting order, or `None` once it no longer rests.
+    pub fn resting_record(&self, id: OrderId) -> Option<RestingRecord> {
+        self.resting.get(&id).cloned().map(RestingRecord)
+    }
+
+    /// An engine as persisted: its header, its resting orders and the
+    /// ledger, with an empty book.
+    pub fn restore(
+        product: Product,
+        rates: FeeRates,
+        header: EngineHeader,
+        resting: impl IntoIterator<Item = (OrderId, RestingRecord)>,
+        ledger: Ledger,
+    ) -> Self {
+        let mut x = Self::new(product, rates, ledger).with_id_space(header.id_space);
+        x.stops = header.stops;
+        x.next_order = header.next_order;
+        x.last_price = header.last_price;
+        x.now = header.now;
+        for (id, RestingRecord(r)) in resting {
+            if let Some(at) = r.expire_at {
+                x.expiries.add(at, id);
+            }
+            x.resting.insert(id, r);
         }
+        x
     }
 
     /// Issues order ids in their own space (the upper 64 bits), so that
@@ -881,19 +894,28 @@ mod tests {
     }
 
     #[test]
-    fn record_and_restore_keep_orders_and_wallet_through_json() {
+    fn header_and_resting_records_restore_the_engine_through_json() {
         let mut x = exchange();
         let (id, _) = x.submit(limit("buy", "99.50", "0.5"), 1).unwrap();
-        let text = serde_json::to_string(&x.record()).unwrap();
-        let record: PaperRecord = serde_json::from_str(&text).unwrap();
-        let mut y = PaperExchange::restore(btc_usd(), RATES, record);
-        assert_eq!(y.ledger(), x.ledger());
+        let header = serde_json::to_string(&x.header()).unwrap();
+        let rest = serde_json::to_string(&x.resting_record(id).unwrap()).unwrap();
+        let mut y = PaperExchange::restore(
+            btc_usd(),
+            RATES,
+            serde_json::from_str(&header).unwrap(),
+            [(id, serde_json::from_str(&rest).unwrap())],
+            x.ledger().clone(),
+        );
         assert_eq!(y.resting_count(), 1);
         // The restored order still fills, and new ids do not collide.
         let ev = y.on_trade(p("99.00"), z("1"), Side::Buy, 2);
         assert_eq!(fills(&ev), vec![(dec!(99.50), dec!(0.5), Liquidity::Maker)]);
         let (next, _) = y.submit(limit("buy", "90.00", "0.5"), 3).unwrap();
         assert_ne!(next, id);
+        assert!(
+            y.resting_record(id).is_none(),
+            "a filled order no longer rests"
+        );
     }
 
     #[test]

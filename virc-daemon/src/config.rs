@@ -61,11 +61,16 @@ pub struct Config {
     pub events: EventsConfig,
     /// Where market data comes from.
     pub market: MarketConfig,
-    /// Named exchange connections; default: one simulated exchange, `paper`.
+    /// Named exchange connections; a simulated exchange `paper` is always among them
+    /// (with the defaults unless `[exchanges.paper]` sets it).
     pub exchanges: ExchangesConfig,
     /// Where the config was loaded from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Start the demo bot (`virc-daemon --demo`): a looping range bot named
+    /// `demo` on the bundled market, created once if absent.
+    #[serde(skip)]
+    pub demo_bot: bool,
 }
 
 /// Process-level settings.
@@ -174,8 +179,9 @@ impl Default for MarketConfig {
 }
 
 /// The exchange connections, by name (`[exchanges.paper]`, `[exchanges.live]`).
+/// Every key but `default` names a connection (serde cannot deny unknown
+/// fields next to a flattened map; a stray key fails as a bad connection).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExchangesConfig {
     /// Connection used when a bot or order names none.
     #[serde(default = "default_exchange_name")]
@@ -393,6 +399,12 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         config.source = Some(path.to_owned());
+        // The built-in paper exchange stays unless the file defines its own.
+        config
+            .exchanges
+            .named
+            .entry("paper".to_owned())
+            .or_default();
         Ok(config)
     }
 
@@ -639,6 +651,51 @@ mod tests {
         assert_eq!(c.daemon.log_format, LogFormat::Json);
         assert_eq!(c.events.max_age.0, Duration::from_secs(7200));
         assert_eq!(c.events.max_events.0, 10);
+    }
+
+    #[test]
+    fn exchanges_are_named_tables_with_checked_terms() {
+        let c = parse(
+            "[exchanges]\ndefault = \"paper2\"\n\n[exchanges.paper2]\nkind = \"sim\"\nwallet = { USD = \"500\", ETH = \"0\" }\nmaker_fee = \"0\"\n",
+        )
+        .unwrap();
+        c.validate(&Credentials::default()).unwrap();
+        let (wallet, rates) = c.exchanges.named["paper2"].sim_terms("paper2").unwrap();
+        assert_eq!(
+            wallet,
+            vec![("USD".to_owned(), rust_decimal::Decimal::from(500))]
+        );
+        assert_eq!(rates.maker, rust_decimal::Decimal::ZERO);
+        // Defaults: one sim exchange named paper with a wallet.
+        let d = parse("").unwrap();
+        assert_eq!(d.exchanges.default, "paper");
+        assert!(d.exchanges.named["paper"].sim_terms("paper").is_ok());
+
+        let err = parse("[exchanges.paper]\nwalet = {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `walet`"), "{err}");
+        let bad = |text: &str| {
+            parse(text)
+                .unwrap()
+                .validate(&Credentials::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad("[exchanges.paper]\nmaker_fee = \"2\"\n");
+        assert!(err.contains("exchanges.paper.maker_fee"), "{err}");
+        let err = bad("[exchanges.paper]\nwallet = { USD = \"-1\" }\n");
+        assert!(err.contains("exchanges.paper.wallet.USD"), "{err}");
+        let err = bad("[exchanges]\ndefault = \"live\"\n");
+        assert!(err.contains("no [exchanges.live]"), "{err}");
+        // Naming other connections keeps the built-in paper exchange.
+        let c = parse("[exchanges.cheap]\nmaker_fee = \"0.001\"\n").unwrap();
+        assert_eq!(
+            c.exchanges.named.keys().collect::<Vec<_>>(),
+            vec!["cheap", "paper"]
+        );
+        let err = bad("[exchanges.live]\nkind = \"coinbase\"\n");
+        assert!(err.contains("live connector"), "{err}");
     }
 
     #[test]

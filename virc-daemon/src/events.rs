@@ -140,6 +140,10 @@ enum Request {
     Bounds {
         reply: oneshot::Sender<(u64, u64)>,
     },
+    Stamp {
+        draft: Box<Draft>,
+        reply: oneshot::Sender<u64>,
+    },
 }
 
 /// The way into the event bus.
@@ -168,6 +172,21 @@ impl EventsHandle {
                 detail,
             })
         })
+    }
+
+    /// Publishes and returns the sequence number as soon as it is assigned,
+    /// without waiting for the log commit (for callers that only need to
+    /// refer to the event, like a bot's history line).
+    pub async fn stamp(&self, draft: Draft) -> Result<u64, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Stamp {
+                draft: Box::new(draft),
+                reply,
+            })
+            .await
+            .map_err(|_| BusError::Stopped)?;
+        rx.await.map_err(|_| BusError::Stopped)
     }
 
     /// Publishes without waiting for the sequence number (back-pressure still applies).
@@ -434,15 +453,13 @@ impl EventBus {
         for req in batch.drain(..) {
             match req {
                 Request::Publish { draft, reply } => {
-                    let seq = self.head + 1 + pending.len() as u64;
-                    let event = pb::Event {
-                        seq,
-                        time: Some(to_timestamp(self.clock.now())),
-                        bot_id: draft.bot_id,
-                        product_id: draft.product_id,
-                        payload: Some(draft.payload),
-                    };
+                    let event = self.draft_event(*draft, pending.len());
                     pending.push((event, reply));
+                }
+                Request::Stamp { draft, reply } => {
+                    let event = self.draft_event(*draft, pending.len());
+                    let _ = reply.send(event.seq);
+                    pending.push((event, None));
                 }
                 Request::GoLive {
                     next,
@@ -464,6 +481,17 @@ impl EventBus {
             }
         }
         self.commit(&mut pending).await;
+    }
+
+    /// The event a draft becomes, numbered after the `pending` ones.
+    fn draft_event(&self, draft: Draft, pending: usize) -> pb::Event {
+        pb::Event {
+            seq: self.head + 1 + pending as u64,
+            time: Some(to_timestamp(self.clock.now())),
+            bot_id: draft.bot_id,
+            product_id: draft.product_id,
+            payload: Some(draft.payload),
+        }
     }
 
     async fn commit(&mut self, pending: &mut Vec<(pb::Event, SeqReply)>) {

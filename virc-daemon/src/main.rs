@@ -35,7 +35,8 @@ struct Args {
     /// Log format: human lines or JSON for journald/ingest. Overrides daemon.log_format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
-    /// Trade on the bundled market: real BTC-USD trades of 2016-05-12 replayed in a loop (the default when no market is configured).
+    /// Paper-trade on the bundled market (real BTC-USD trades of 2016-05-12, looping) with a
+    /// demo range bot, at 2016's fees (maker 0 %, taker 0.25 %) unless [exchanges.paper] sets them.
     #[arg(long, conflicts_with = "replay")]
     demo: bool,
     /// Replay a recorded Coinbase WebSocket feed (JSON lines) as the market.
@@ -129,6 +130,16 @@ fn load(args: &Args) -> anyhow::Result<(Config, Credentials)> {
     }
     if args.demo {
         config.market.source = MarketSource::Demo;
+        config.demo_bot = true;
+        if let Some(paper) = config.exchanges.named.get_mut("paper")
+            && paper.maker_fee == "0.004"
+            && paper.taker_fee == "0.006"
+        {
+            // The bundled market is of 2016, when GDAX charged 0 % maker and
+            // 0.25 % taker: replaying it faithfully means its fees too.
+            "0".clone_into(&mut paper.maker_fee);
+            "0.0025".clone_into(&mut paper.taker_fee);
+        }
     }
     if let Some(file) = &args.replay {
         config.market.source = MarketSource::Replay;

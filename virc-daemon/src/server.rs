@@ -175,6 +175,9 @@ pub async fn run(
         &config, &catalogue, &store, &events, &clock, &stop, &mut tasks,
     )?;
     let market = start_market(&config, catalogue, &events, &runtime, &stop, &mut tasks)?;
+    if config.demo_bot {
+        tasks.spawn(demo_bot(runtime.clone()));
+    }
 
     let info = DaemonInfo {
         started_at: clock.now(),
@@ -467,6 +470,37 @@ fn start_market(
         stop.clone(),
     ));
     Ok(market)
+}
+
+/// Creates the demo bot once: a looping range bot inside the bundled
+/// market's range (452–454 USD), so that a newcomer sees paper trading happen.
+async fn demo_bot(runtime: RuntimeHandle) {
+    let spec = pb::BotSpec {
+        name: "demo".into(),
+        exchange: "paper".into(),
+        kind: Some(pb::bot_spec::Kind::Range(pb::RangeSpec {
+            product_id: "BTC-USD".into(),
+            size: "0.05".into(),
+            buy_price: "452.60".into(),
+            sell_price: "453.40".into(),
+            r#loop: true,
+            begin_with_sell: false,
+            force: false,
+        })),
+    };
+    match runtime
+        .create(pb::CreateBotRequest {
+            spec: Some(spec),
+            if_absent: true,
+        })
+        .await
+    {
+        Ok(r) if r.created => tracing::info!(
+            "Demo bot `demo` created: watch it with `virc bot show demo` and `virc events -f`"
+        ),
+        Ok(_) => tracing::info!("Demo bot `demo` exists; it continues"),
+        Err(e) => tracing::warn!(error = %e, "Cannot create the demo bot"),
+    }
 }
 
 /// Checks `authorization: Bearer <token>` against the configured API token.

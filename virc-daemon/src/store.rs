@@ -218,6 +218,42 @@ impl Records {
         Ok(out)
     }
 
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(sled::IVec, T)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k, self.decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// The last `limit` records whose key starts with `prefix`, newest (last key) first.
+    pub fn scan_prefix_rev<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .rev()
+            .take(limit)
+            .map(|kv| self.decode(&kv?.1))
+            .collect()
+    }
+
+    /// Removes every record whose key starts with `prefix`.
+    pub fn remove_prefix(&self, prefix: &[u8]) -> Result<(), StoreError> {
+        for k in self.tree.scan_prefix(prefix).keys() {
+            self.tree.remove(k?)?;
+        }
+        Ok(())
+    }
+
     /// The last key, if any.
     pub fn last_key(&self) -> Result<Option<sled::IVec>, StoreError> {
         Ok(self.tree.last()?.map(|(k, _)| k))
@@ -303,7 +339,20 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         .map_err(io)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o640))
         .map_err(io)?;
-    match file.try_lock() {
+    // A process forked by this one (or by a test runner next door) holds a
+    // copy of the descriptor, and so the lock, until it execs: give such a
+    // copy half a second to go before calling the directory taken.
+    let mut tries = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();

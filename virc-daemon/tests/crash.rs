@@ -207,7 +207,12 @@ async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
     );
     let pnl = bot.pnl.clone().unwrap();
     assert_eq!(pnl.cycles, cycles, "bot {} cycles", bot.name);
-    assert_eq!(d(&pnl.realized_profit), realized, "bot {} realized", bot.name);
+    assert_eq!(
+        d(&pnl.realized_profit),
+        realized,
+        "bot {} realized",
+        bot.name
+    );
     assert_eq!(d(&pnl.fees_paid), fees, "bot {} fees", bot.name);
     cycles
 }

@@ -107,6 +107,11 @@ pub type Reply<T> = Result<(T, Vec<Update>), ExchangeError>;
 pub trait Exchange {
     /// The connection's configured name.
     fn name(&self) -> &str;
+    /// Whether the venue keeps its record in the daemon's own store (the
+    /// simulated exchange). Its writes then follow the bots' intents in one
+    /// log, so no flush is needed before acting on it; a remote venue needs
+    /// the intent flushed first.
+    fn shares_store(&self) -> bool;
     /// Places an order; placing again under the same `client_oid` returns
     /// the existing order and no updates (idempotent, as Coinbase is).
     fn place(&mut self, req: &OrderRequest, bot: Option<BotId>, now: i64) -> Reply<OrderView>;

@@ -4,9 +4,10 @@
 //! a real exchange's books would.
 //!
 //! # Its record
-//! - `sim.<name>.state`: the wallet and each product engine's
-//!   [`PaperRecord`] (resting orders, stops, id counters), rewritten after
-//!   every change to our orders.
+//! - `sim.<name>.book`: the wallet (a record per balance, hold and bot
+//!   reservation), each product engine's [`EngineHeader`] and a record per
+//!   resting order. A change rewrites only the records it touched, so its
+//!   cost does not grow with the number of resting orders.
 //! - `sim.<name>.orders`: every order, keyed by arrival, newest last;
 //!   `sim.<name>.index` maps order ids and client ids to that key.
 //! - `sim.<name>.fills`: every fill, keyed by trade id.
@@ -26,6 +27,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use virc_core::{
     ids::{BotId, ClientOid, OrderId},
+    ledger::{Balance, Hold},
     ledger::{FeeRates, Ledger},
     market::Trade,
     money::{Funds, Size},
@@ -33,7 +35,7 @@ use virc_core::{
         CancelReason, DoneReason, ORDER_NOT_FOUND, Order, OrderEvent, OrderRequest, OrderStatus,
         Rejection, Side, validate,
     },
-    paper::{PaperEvent, PaperExchange, PaperRecord},
+    paper::{EngineHeader, PaperEvent, PaperExchange, RestingRecord},
     product::Catalogue,
 };
 
@@ -47,11 +49,29 @@ impl From<StoreError> for ExchangeError {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    wallet: Ledger,
-    engines: BTreeMap<String, PaperRecord>,
+struct Header {
+    engines: BTreeMap<String, EngineHeader>,
     next_key: u64,
     next_trade: u64,
+}
+
+const HEADER: &[u8] = b"h";
+const BALANCE: u8 = b'b';
+const FEES: u8 = b'f';
+const HOLD: u8 = b'H';
+const RESTING: u8 = b'R';
+const RESERVED: u8 = b'r';
+
+fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![tag];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The simulated exchange: the paper wallet, one paper engine per product
@@ -68,7 +88,7 @@ pub struct SimExchange {
     next_key: u64,
     next_trade: u64,
     market_now: i64,
-    state: Records,
+    book: Records,
     orders: Records,
     index: Records,
     fills: Records,
@@ -118,33 +138,66 @@ impl SimExchange {
             let leaked: &'static str = Box::leak(format!("sim.{name}.{what}").into_boxed_str());
             store.records(leaked)
         };
-        let (state, orders, index, fills) = (
-            tree("state")?,
+        let (book, orders, index, fills) = (
+            tree("book")?,
             tree("orders")?,
             tree("index")?,
             tree("fills")?,
         );
-        let saved: Option<State> = state.get(b"state")?;
+        let saved: Option<Header> = book.get(HEADER)?;
         let fresh = saved.is_none();
-        let saved = saved.unwrap_or_default();
+        let header = saved.unwrap_or_default();
+        let mut ledger = Ledger::restore(
+            book.scan_prefix::<Balance>(&[BALANCE])?
+                .into_iter()
+                .map(|(k, v)| (text(&k[1..]), v)),
+            book.scan_prefix::<Hold>(&[HOLD])?
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    Some((OrderId(uuid::Uuid::from_slice(k.get(1..17)?).ok()?), v))
+                }),
+            book.scan_prefix::<Decimal>(&[RESERVED])?
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let bot = BotId(uuid::Uuid::from_slice(k.get(1..17)?).ok()?);
+                    Some((bot, text(k.get(17..)?), v))
+                }),
+            book.scan_prefix::<Decimal>(&[FEES])?
+                .into_iter()
+                .map(|(k, v)| (text(&k[1..]), v)),
+        );
+        let mut resting: BTreeMap<String, Vec<(OrderId, RestingRecord)>> = BTreeMap::new();
+        for (k, (product, r)) in book.scan_prefix::<(String, RestingRecord)>(&[RESTING])? {
+            if let Some(id) = k.get(1..17).and_then(|b| uuid::Uuid::from_slice(b).ok()) {
+                resting.entry(product).or_default().push((OrderId(id), r));
+            }
+        }
+        if fresh {
+            for (currency, amount) in wallet {
+                // Positive by construction (config validation).
+                let _ = ledger.deposit(currency, *amount);
+            }
+        }
         let mut x = Self {
             name: name.to_owned(),
             catalogue,
             rates,
-            wallet: saved.wallet,
+            wallet: ledger,
             engines: BTreeMap::new(),
             live: HashMap::new(),
-            next_key: saved.next_key,
-            next_trade: saved.next_trade,
+            next_key: header.next_key,
+            next_trade: header.next_trade,
             market_now: 0,
-            state,
+            book,
             orders,
             index,
             fills,
         };
-        for (product_id, record) in saved.engines {
+        for (product_id, h) in header.engines {
+            let orders = resting.remove(&product_id).unwrap_or_default();
             if let Some(product) = x.catalogue.get(&product_id) {
-                let engine = PaperExchange::restore(product.clone(), rates, record);
+                let engine =
+                    PaperExchange::restore(product.clone(), rates, h, orders, Ledger::default());
                 x.market_now = x.market_now.max(engine.now());
                 x.engines.insert(product_id, engine);
             } else {
@@ -152,11 +205,8 @@ impl SimExchange {
             }
         }
         if fresh {
-            for (currency, amount) in wallet {
-                // Positive by construction (config validation).
-                let _ = x.wallet.deposit(currency, *amount);
-            }
-            x.save_state()?;
+            let currencies: Vec<String> = x.wallet.balances().map(|(c, _)| c.to_owned()).collect();
+            x.persist(&currencies, &[], &[])?;
         }
         for (k, view) in x.orders.all::<OrderView>()? {
             if !view.order.status.is_terminal() {
@@ -197,14 +247,20 @@ impl SimExchange {
         self.wallet
             .reserve(bot, currency, amount)
             .map_err(|e| ExchangeError::Rejected(Rejection::bad_request(e.to_string())))?;
-        self.save_state()?;
+        self.persist(&[currency.to_owned()], &[], &[bot])?;
         Ok(())
     }
 
     /// Returns a bot's reservations to the free pool.
     pub fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        let currencies: Vec<String> = self
+            .wallet
+            .reservations()
+            .filter(|(b, _, _)| *b == bot)
+            .map(|(_, c, _)| c.to_owned())
+            .collect();
         self.wallet.release_reservations(bot);
-        self.save_state()?;
+        self.persist(&currencies, &[], &[bot])?;
         Ok(())
     }
 
@@ -216,18 +272,55 @@ impl SimExchange {
         }
     }
 
-    fn save_state(&self) -> Result<(), StoreError> {
-        let state = State {
-            wallet: self.wallet.clone(),
+    /// Writes the records a change touched: the header, the balances and
+    /// fees of `currencies`, and the holds, resting records and bot
+    /// reservations of `orders` and `bots` (removing those that are gone).
+    fn persist(
+        &self,
+        currencies: &[String],
+        orders: &[OrderId],
+        bots: &[BotId],
+    ) -> Result<(), StoreError> {
+        let header = Header {
             engines: self
                 .engines
                 .iter()
-                .map(|(p, e)| (p.clone(), e.record()))
+                .map(|(p, e)| (p.clone(), e.header()))
                 .collect(),
             next_key: self.next_key,
             next_trade: self.next_trade,
         };
-        self.state.put(b"state", &state)
+        self.book.put(HEADER, &header)?;
+        for c in currencies {
+            self.book
+                .put(&tagged(BALANCE, &[c.as_bytes()]), &self.wallet.balance(c))?;
+            self.book
+                .put(&tagged(FEES, &[c.as_bytes()]), &self.wallet.fees_paid(c))?;
+            for bot in bots {
+                let k = tagged(RESERVED, &[bot.0.as_bytes(), c.as_bytes()]);
+                match self.wallet.reserved(*bot, c) {
+                    r if r.is_zero() => self.book.remove(&k)?,
+                    r => self.book.put(&k, &r)?,
+                }
+            }
+        }
+        for id in orders {
+            let k = tagged(HOLD, &[id.0.as_bytes()]);
+            match self.wallet.hold(*id) {
+                Some(h) => self.book.put(&k, h)?,
+                None => self.book.remove(&k)?,
+            }
+            let k = tagged(RESTING, &[id.0.as_bytes()]);
+            let rest = self
+                .engines
+                .iter()
+                .find_map(|(p, e)| e.resting_record(*id).map(|r| (p.clone(), r)));
+            match rest {
+                Some(r) => self.book.put(&k, &r)?,
+                None => self.book.remove(&k)?,
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on a product's engine with the shared wallet lent to it.
@@ -317,6 +410,8 @@ impl SimExchange {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
+        let mut touched: Vec<OrderId> = Vec::new();
+        let mut owners: Vec<BotId> = Vec::new();
         for ev in events {
             let id = match &ev {
                 PaperEvent::Received { order_id, .. }
@@ -325,10 +420,18 @@ impl SimExchange {
                 | PaperEvent::Fill { order_id, .. }
                 | PaperEvent::Done { order_id, .. } => *order_id,
             };
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
             let Some((k, mut view)) = self.live.remove(&id) else {
                 tracing::warn!(exchange = %self.name, order = %id, "Engine event for an unknown order");
                 continue;
             };
+            if let Some(b) = view.bot
+                && !owners.contains(&b)
+            {
+                owners.push(b);
+            }
             let o = &mut view.order;
             let change = match ev {
                 PaperEvent::Received { .. } => {
@@ -404,7 +507,12 @@ impl SimExchange {
                 self.live.insert(id, (k, view));
             }
         }
-        self.save_state()?;
+        let currencies: Vec<String> = self
+            .catalogue
+            .get(product)
+            .map(|p| vec![p.base_currency.clone(), p.quote_currency.clone()])
+            .unwrap_or_default();
+        self.persist(&currencies, &touched, &owners)?;
         Ok(out)
     }
 
@@ -446,6 +554,10 @@ impl SimExchange {
 impl Exchange for SimExchange {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn shares_store(&self) -> bool {
+        true
     }
 
     fn place(&mut self, req: &OrderRequest, bot: Option<BotId>, now: i64) -> Reply<OrderView> {

@@ -2,8 +2,6 @@
 //! reserving the bot's money, and the spec of an existing bot (for show and
 //! duplicate).
 
-use std::collections::VecDeque;
-
 use rust_decimal::Decimal;
 use virc_core::{
     bot::{BotInput, RangeBot, RangeParams},
@@ -128,7 +126,7 @@ impl Runtime {
         {
             if req.if_absent {
                 return Ok(pb::CreateBotResponse {
-                    bot: Some(self.bot_view(id, false)),
+                    bot: Some(self.bot_view(id, super::View::One)),
                     created: false,
                     warnings: Vec::new(),
                 });
@@ -215,13 +213,13 @@ impl Runtime {
             updated_at: now,
             force: range.force,
             machine: Machine::Range(RangeBot::new(id, params)),
-            history: VecDeque::new(),
+            history_len: 0,
         };
         self.bots.insert(id, rec);
         self.names.insert(name, id);
         self.save(id)?;
         self.store.flush().await?;
-        let view = self.bot_view(id, false);
+        let view = self.bot_view(id, super::View::One);
         self.events
             .emit(Draft {
                 bot_id: id.to_string(),
@@ -233,8 +231,9 @@ impl Runtime {
             self.note(id, format!("warning: {w}"), true).await?;
         }
         self.drive(id, BotInput::Started).await?;
+        self.store.flush().await?;
         Ok(pb::CreateBotResponse {
-            bot: Some(self.bot_view(id, false)),
+            bot: Some(self.bot_view(id, super::View::One)),
             created: true,
             warnings,
         })

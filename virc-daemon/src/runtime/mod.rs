@@ -48,7 +48,7 @@ use crate::{
 
 pub use convert::dec;
 
-/// At most this many history lines are kept per bot (the event log has all).
+/// `virc bot show` lists at most this many history lines (the event log has all).
 const HISTORY: usize = 200;
 
 /// A bot kind's state machine.
@@ -102,7 +102,8 @@ pub struct HistoryEntry {
     pub seq: u64,
 }
 
-/// A bot as persisted: identity, its machine, and its recent history.
+/// A bot as persisted: identity and its machine. Its history lines live in
+/// their own tree, so that a step rewrites a small record, not the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BotRecord {
     /// Id.
@@ -119,8 +120,20 @@ pub struct BotRecord {
     pub force: bool,
     /// The state machine, with its outstanding intent.
     pub machine: Machine,
-    /// Newest last.
-    pub history: VecDeque<HistoryEntry>,
+    /// History lines written so far (the key of the next one).
+    #[serde(default)]
+    pub history_len: u64,
+}
+
+/// How much of a bot to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// For lists: no current order, no history (a list of 1,000 bots stays small).
+    List,
+    /// With its current order.
+    One,
+    /// With its current order and history.
+    Full,
 }
 
 /// A control action on one bot.
@@ -154,7 +167,11 @@ enum Request {
     Fills(pb::FillsRequest, Answer<Vec<pb::Fill>>),
     Exchanges(oneshot::Sender<Vec<pb::ExchangeInfo>>),
     Counts(oneshot::Sender<BTreeMap<&'static str, u32>>),
+    TickLatency(oneshot::Sender<Vec<std::time::Duration>>),
 }
+
+/// How many tick-to-command samples the runtime keeps.
+const LATENCY_SAMPLES: usize = 10_000;
 
 /// The API's and the market's way into the runtime.
 #[derive(Clone)]
@@ -265,6 +282,16 @@ impl RuntimeHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// Recent tick-to-command latencies: from a market input arriving in the
+    /// runtime to an order it caused being accepted by the exchange.
+    pub async fn tick_latency(&self) -> Vec<std::time::Duration> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::TickLatency(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Number of bots per status name.
     pub async fn counts(&self) -> BTreeMap<&'static str, u32> {
         let (reply, rx) = oneshot::channel();
@@ -293,8 +320,12 @@ pub struct Runtime {
     names: BTreeMap<String, BotId>,
     store: Store,
     records: Records,
+    history: Records,
     events: EventsHandle,
     clock: Arc<dyn Clock>,
+    /// When the market input being handled arrived, for tick-to-command figures.
+    tick_started: Option<std::time::Instant>,
+    tick_latency: VecDeque<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -318,6 +349,7 @@ impl Runtime {
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, RuntimeHandle), StartError> {
         let records = store.records("bots")?;
+        let history = store.records("bot_history")?;
         let mut bots = BTreeMap::new();
         let mut names = BTreeMap::new();
         for (_, rec) in records.all::<BotRecord>()? {
@@ -334,8 +366,11 @@ impl Runtime {
                 names,
                 store,
                 records,
+                history,
                 events,
                 clock,
+                tick_started: None,
+                tick_latency: VecDeque::new(),
             },
             RuntimeHandle { tx },
         ))
@@ -379,7 +414,7 @@ impl Runtime {
                 let _ = reply.send(Ok(self.list(&req)));
             }
             Request::Get(bot, reply) => {
-                let r = self.find(&bot).map(|id| self.bot_view(id, true));
+                let r = self.find(&bot).map(|id| self.bot_view(id, View::Full));
                 let _ = reply.send(r);
             }
             Request::Control(bot, action, reply) => {
@@ -399,9 +434,10 @@ impl Runtime {
                         let _ = reply.send(Err(e));
                         return;
                     }
-                    out.push(self.bot_view(id, false));
+                    out.push(self.bot_view(id, View::One));
                 }
-                let _ = reply.send(Ok(out));
+                let r = self.store.flush().await.map(|()| out).map_err(Into::into);
+                let _ = reply.send(r);
             }
             Request::Place(req, reply) => {
                 let _ = reply.send(self.place_manual(req).await);
@@ -451,6 +487,9 @@ impl Runtime {
                     })
                     .collect();
                 let _ = reply.send(out);
+            }
+            Request::TickLatency(reply) => {
+                let _ = reply.send(self.tick_latency.iter().copied().collect());
             }
             Request::Counts(reply) => {
                 let mut counts = BTreeMap::new();
@@ -506,6 +545,12 @@ impl Runtime {
     }
 
     async fn on_market(&mut self, input: Input) {
+        self.tick_started = Some(std::time::Instant::now());
+        self.on_market_inner(input).await;
+        self.tick_started = None;
+    }
+
+    async fn on_market_inner(&mut self, input: Input) {
         let mut all = Vec::new();
         for venue in self.venues.values_mut() {
             let x = &mut venue.exchange;
@@ -612,9 +657,27 @@ impl Runtime {
             if commands.is_empty() {
                 continue;
             }
-            // Write ahead: the intents are durable before anything is sent.
-            self.store.flush().await?;
+            // Write ahead: the intents are durable before anything leaves the
+            // process. A venue keeping its record in our store needs no flush:
+            // sled recovers a prefix of its writes, so after a crash its record
+            // never runs ahead of the intents written before it.
+            let leaves = commands
+                .iter()
+                .any(|c| matches!(c, Command::Place(_) | Command::Cancel(_)))
+                && self
+                    .bots
+                    .get(&id)
+                    .and_then(|b| self.venues.get(&b.exchange))
+                    .is_some_and(|v| !v.exchange.shares_store());
+            if leaves {
+                self.store.flush().await?;
+            }
             let mut status_from = before;
+            // Act first, then tell: orders leave before the history lines and
+            // status events are written (the intent is already recorded), so
+            // the event bus round trip is not on the tick-to-order path.
+            let mut commands = commands;
+            commands.sort_by_key(|c| !matches!(c, Command::Place(_) | Command::Cancel(_)));
             for cmd in commands {
                 self.perform(id, cmd, &mut status_from, &mut queue).await?;
             }
@@ -655,6 +718,12 @@ impl Runtime {
                 };
                 match venue.exchange.place(&req, Some(id), now) {
                     Ok((view, updates)) => {
+                        if let Some(t0) = self.tick_started {
+                            if self.tick_latency.len() == LATENCY_SAMPLES {
+                                self.tick_latency.pop_front();
+                            }
+                            self.tick_latency.push_back(t0.elapsed());
+                        }
                         queue.push_back((
                             id,
                             BotInput::Accepted {
@@ -662,7 +731,6 @@ impl Runtime {
                                 order_id: view.order.id,
                             },
                         ));
-                        self.store.flush().await?;
                         self.route(&exchange, updates, queue).await;
                     }
                     Err(ExchangeError::Rejected(r)) => {
@@ -687,7 +755,6 @@ impl Runtime {
                 };
                 match venue.exchange.cancel(Target::Client(cid), now) {
                     Ok((view, updates)) => {
-                        self.store.flush().await?;
                         let caught_up = updates.is_empty();
                         self.route(&exchange, updates, queue).await;
                         if caught_up {
@@ -749,7 +816,7 @@ impl Runtime {
             .unwrap_or_default();
         let seq = if event {
             self.events
-                .publish(Draft {
+                .stamp(Draft {
                     bot_id: id.to_string(),
                     product_id: product,
                     payload: Payload::BotStep(pb::BotStep {
@@ -764,14 +831,16 @@ impl Runtime {
         };
         let now = self.now();
         if let Some(rec) = self.bots.get_mut(&id) {
-            rec.history.push_back(HistoryEntry {
-                time: now,
-                description: text,
-                seq,
-            });
-            while rec.history.len() > HISTORY {
-                rec.history.pop_front();
-            }
+            rec.history_len += 1;
+            let key = [id.0.as_bytes().as_slice(), &rec.history_len.to_be_bytes()].concat();
+            self.history.put(
+                &key,
+                &HistoryEntry {
+                    time: now,
+                    description: text,
+                    seq,
+                },
+            )?;
         }
         self.save(id)
     }
@@ -913,8 +982,9 @@ impl Runtime {
                 )));
             }
             Action::Delete => {
-                let view = self.bot_view(id, false);
+                let view = self.bot_view(id, View::One);
                 self.records.remove(id.0.as_bytes())?;
+                self.history.remove_prefix(id.0.as_bytes())?;
                 self.store.flush().await?;
                 let rec = self.bots.remove(&id);
                 self.names.remove(&name);
@@ -937,7 +1007,9 @@ impl Runtime {
             Action::Resume | Action::Delete => BotInput::Resume,
         };
         self.drive(id, input).await?;
-        Ok(self.bot_view(id, false))
+        // The user is told only what will survive a crash.
+        self.store.flush().await?;
+        Ok(self.bot_view(id, View::One))
     }
 
     fn list(&self, req: &pb::ListBotsRequest) -> Vec<pb::Bot> {
@@ -951,22 +1023,30 @@ impl Runtime {
             .collect();
         out.sort_by_key(|b| (b.created_at, b.id));
         out.into_iter()
-            .map(|b| self.bot_view(b.id, false))
+            .map(|b| self.bot_view(b.id, View::List))
             .collect()
     }
 
-    fn bot_view(&self, id: BotId, with_history: bool) -> pb::Bot {
+    fn bot_view(&self, id: BotId, view: View) -> pb::Bot {
         let Some(rec) = self.bots.get(&id) else {
             return pb::Bot::default();
         };
         let venue = self.venues.get(&rec.exchange);
-        let current_order = rec.machine.working().and_then(|w| {
-            let x = &venue?.exchange;
-            x.order(Target::Client(w.intent.client_oid))
-                .ok()
-                .flatten()
-                .map(|o| convert::order(&o, &rec.exchange))
-        });
+        let current_order = rec
+            .machine
+            .working()
+            .filter(|_| view != View::List)
+            .and_then(|w| {
+                let x = &venue?.exchange;
+                // By id when known: open orders are in memory, not in the store.
+                let target = w
+                    .order_id
+                    .map_or(Target::Client(w.intent.client_oid), Target::Id);
+                x.order(target)
+                    .ok()
+                    .flatten()
+                    .map(|o| convert::order(&o, &rec.exchange))
+            });
         let Machine::Range(b) = &rec.machine;
         let rates = venue.map(|v| v.exchange.rates());
         let (theo, theo_pct) = rates
@@ -1009,10 +1089,14 @@ impl Runtime {
             }),
             created_at: Some(to_timestamp(rec.created_at)),
             updated_at: Some(to_timestamp(rec.updated_at)),
-            history: if with_history {
-                rec.history
+            history: if view == View::Full {
+                self.history
+                    .scan_prefix_rev::<HistoryEntry>(id.0.as_bytes(), HISTORY)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(bot = %id, error = %e, "Cannot read bot history");
+                        Vec::new()
+                    })
                     .iter()
-                    .rev()
                     .map(|h| pb::BotHistoryEntry {
                         time: Some(to_timestamp(h.time)),
                         description: h.description.clone(),
