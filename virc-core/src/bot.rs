@@ -519,7 +519,8 @@ impl RangeBot {
         match done {
             Side::Buy => {
                 self.leg = Leg::Sell;
-                self.sell_size = Size::new(self.account.cycle_size).unwrap_or(self.params.size);
+                self.sell_size =
+                    Size::new(self.account.cycle_size.normalize()).unwrap_or(self.params.size);
             }
             Side::Sell => {
                 let a = &mut self.account;
