@@ -202,3 +202,219 @@ async fn market_views_print_tables_and_stable_json() {
     assert_eq!(out.status.code(), Some(3));
     d.stop().await.unwrap();
 }
+
+async fn run_owned(socket: &Path, args: Vec<String>) -> std::process::Output {
+    let socket = socket.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        virc(&socket, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bot_commands_from_a_shell_and_from_cron() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(test_config(dir.path()), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "range",
+            "--product",
+            "BTC-USD",
+            "--size",
+            "0.1",
+            "--buy",
+            "50.004",
+            "--sell",
+            "60",
+            "--loop",
+            "--name",
+            "r1",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("bot r1 created"), "{text}");
+    assert!(text.contains("buy 0.1 BTC @ 50.00 USD"), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: buy price 50.004 rounded to 50.00"),
+        "{err}"
+    );
+
+    // Cron: idempotent by name, stable JSON.
+    let cron: &[&str] = &[
+        "--json",
+        "bot",
+        "create",
+        "range",
+        "--product",
+        "BTC-USD",
+        "--size",
+        "0.1",
+        "--buy",
+        "50",
+        "--sell",
+        "60",
+        "--name",
+        "r1",
+        "--if-absent",
+    ];
+    let out = run(&d.socket, cron).await;
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["created"], false);
+    assert_eq!(v["name"], "r1");
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["pnl"]["currency"], "USD");
+
+    // A spec file.
+    let spec = dir.path().join("bot.toml");
+    std::fs::write(
+        &spec,
+        "kind = \"range\"\nname = \"fromfile\"\nproduct = \"BTC-USD\"\nsize = \"0.2\"\nbuy = \"40\"\nsell = \"45\"\n",
+    )
+    .unwrap();
+    let out = run_owned(
+        &d.socket,
+        vec![
+            "bot".into(),
+            "create".into(),
+            "range".into(),
+            "--spec".into(),
+            spec.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+
+    let out = run(&d.socket, &["bot", "list"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("REALIZED"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("fromfile"), "{text}");
+
+    let out = run(&d.socket, &["bot", "pause", "r1"]).await;
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("bot r1 paused")
+    );
+    let out = run(&d.socket, &["--json", "bot", "show", "r1"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "paused");
+    assert_eq!(v["current_order"]["status"], "open");
+    let history: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["description"].as_str().unwrap())
+        .collect();
+    assert!(history[0].contains("paused by the user"), "{history:?}");
+
+    // Exit codes: 3 not found, 4 refused.
+    let out = run(&d.socket, &["bot", "show", "nope"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(&d.socket, &["bot", "rm", "r1"]).await;
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("stop it first")
+    );
+    let out = run(&d.socket, &["bot", "stop", "--all"]).await;
+    assert!(out.status.success());
+    let out = run(&d.socket, &["bot", "rm", "r1"]).await;
+    assert!(out.status.success(), "{out:?}");
+
+    let out = run(&d.socket, &["--json", "balances"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exchange"], "paper");
+    assert!(v["reservations"].as_array().unwrap().is_empty());
+    let out = run(&d.socket, &["exchanges"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("paper *") && text.contains("sim"), "{text}");
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn order_commands_speak_the_exchange_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(test_config(dir.path()), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    let out = run(
+        &d.socket,
+        &[
+            "--json",
+            "order",
+            "place",
+            "--product",
+            "BTC-USD",
+            "--side",
+            "buy",
+            "--price",
+            "50",
+            "--size",
+            "1",
+            "--tif",
+            "GTT",
+            "--cancel-after",
+            "hour",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["status"], "open");
+    assert_eq!(o["type"], "limit");
+    let id = o["id"].as_str().unwrap().to_owned();
+
+    let out = run(
+        &d.socket,
+        &[
+            "order",
+            "place",
+            "--product",
+            "BTC-USD",
+            "--side",
+            "buy",
+            "--price",
+            "50",
+            "--size",
+            "1",
+            "--tif",
+            "IOC",
+            "--post-only",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("post_only"), "{err}");
+
+    let out = run(&d.socket, &["order", "list"]).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&id), "{text}");
+    let out = run_owned(&d.socket, vec!["order".into(), "cancel".into(), id.clone()]).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&d.socket, &["order", "list"]).await;
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "no open orders"
+    );
+    let out = run(&d.socket, &["--json", "fills"]).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+    d.stop().await.unwrap();
+}

@@ -824,4 +824,84 @@ mod tests {
         let back: RangeBot = serde_json::from_str(&text).unwrap();
         assert_eq!(back, b);
     }
+
+    /// Any sequence of inputs, in any state: no panic, one order at a time,
+    /// never a reused client_oid, and nothing at all once final.
+    mod every_input_in_every_state {
+        use std::collections::HashSet;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn input(code: u8, cid: ClientOid) -> BotInput {
+            let other = ClientOid(Uuid::from_u128(12345));
+            match code {
+                0 => BotInput::Started,
+                1 => BotInput::Accepted {
+                    client_oid: cid,
+                    order_id: OrderId(Uuid::from_u128(9)),
+                },
+                2 => BotInput::Fill {
+                    client_oid: cid,
+                    price: Price::parse("450.00").unwrap(),
+                    size: Size::parse("0.004").unwrap(),
+                    fee: dec!(0.01),
+                },
+                3 => BotInput::Done {
+                    client_oid: cid,
+                    reason: DoneReason::Filled,
+                },
+                4 => BotInput::Done {
+                    client_oid: cid,
+                    reason: DoneReason::Canceled(CancelReason::User),
+                },
+                5 => BotInput::Rejected {
+                    client_oid: cid,
+                    reason: "Insufficient funds".into(),
+                },
+                6 => BotInput::Stop,
+                7 => BotInput::Pause,
+                8 => BotInput::Resume,
+                _ => BotInput::Done {
+                    client_oid: other,
+                    reason: DoneReason::Filled,
+                },
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn invariants_hold(codes in proptest::collection::vec(0u8..10, 1..80), looping: bool) {
+                let mut b = bot(looping);
+                let mut seen = HashSet::new();
+                for code in codes {
+                    let cid = b
+                        .working()
+                        .map_or(ClientOid(Uuid::from_u128(1)), |w| w.intent.client_oid);
+                    let was_final = b.status().is_final();
+                    let cmds = b.step(input(code, cid), 0);
+                    if was_final {
+                        prop_assert!(cmds.is_empty());
+                    }
+                    let places: Vec<_> = cmds
+                        .iter()
+                        .filter_map(|c| match c {
+                            Command::Place(i) => Some(*i),
+                            _ => None,
+                        })
+                        .collect();
+                    prop_assert!(places.len() <= 1);
+                    for p in places {
+                        prop_assert!(seen.insert(p.client_oid), "client_oid reused");
+                        prop_assert_eq!(b.working().map(|w| w.intent), Some(p));
+                    }
+                    if b.status().is_final() {
+                        prop_assert!(b.working().is_none());
+                    }
+                    prop_assert!(b.account().fees_paid >= Decimal::ZERO);
+                }
+            }
+        }
+    }
 }
