@@ -110,6 +110,12 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff) of `virc`, or of one command (`virc man bot`).
+    #[command(hide = true)]
+    Man {
+        /// A command whose own page to print, like `bot` or `order`.
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,6 +191,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "virc", &mut out);
+            Ok(())
+        }
+        Command::Man { command } => {
+            let cli = Cli::command();
+            let page = match command {
+                None => clap_mangen::Man::new(cli),
+                Some(name) => clap_mangen::Man::new(
+                    cli.find_subcommand(&name)
+                        .cloned()
+                        .ok_or_else(|| CliError::Usage(format!("no command `{name}`")))?,
+                )
+                .title(format!("virc-{name}")),
+            };
+            page.render(&mut out)?;
             Ok(())
         }
         Command::Status => {

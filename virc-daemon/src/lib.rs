@@ -26,4 +26,4 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 
-pub use server::{DaemonError, Listener, run};
+pub use server::{DaemonError, Listener, Reloader, run, run_with_reload};

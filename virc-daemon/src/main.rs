@@ -11,7 +11,7 @@ use virc_daemon::{
 };
 
 /// The virc trading daemon: exchange connections, simulated matching, bots, and the gRPC API that `virc` drives.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "virc-daemon", version, about, long_about = None)]
 struct Args {
     /// Config file (TOML). Default: $VIRC_CONFIG, ~/.config/virc/virc.toml, /etc/virc/virc.toml, else built-in defaults.
@@ -48,10 +48,23 @@ struct Args {
     /// Validate the config and credentials, print a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("virc-daemon: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match load(&args) {
         Ok((config, credentials)) if args.check_config => {
             println!(
@@ -67,6 +80,17 @@ fn main() -> ExitCode {
                 "market:    {:?} at {}",
                 config.market.source, config.market.speed
             );
+            for (name, x) in &config.exchanges.named {
+                println!(
+                    "exchange:  {name} ({:?}{})",
+                    x.kind,
+                    if *name == config.exchanges.default {
+                        ", default"
+                    } else {
+                        ""
+                    }
+                );
+            }
             if let Some(tcp) = config.daemon.tcp {
                 println!(
                     "tcp:       {tcp} (token {})",
@@ -80,7 +104,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok((config, credentials)) => {
-            init_tracing(&config);
+            let set_log_level = init_tracing(&config);
+            let again = args.clone();
+            let reloader = virc_daemon::Reloader {
+                load: Box::new(move || load(&again).map(|(c, _)| c).map_err(|e| format!("{e:#}"))),
+                set_log_level,
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -91,7 +120,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, credentials)) {
+            match runtime.block_on(serve(config, credentials, reloader)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "virc-daemon failed");
@@ -153,20 +182,50 @@ fn load(args: &Args) -> anyhow::Result<(Config, Credentials)> {
     Ok((config, credentials))
 }
 
-fn init_tracing(config: &Config) {
+use virc_daemon::server::SetLogLevel as SetLevel;
+
+fn init_tracing(config: &Config) -> SetLevel {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.daemon.log_level.as_str()));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(config.daemon.log_level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    macro_rules! setter {
+        ($handle:expr) => {{
+            let handle = $handle;
+            Box::new(move |level: &str| {
+                if pinned {
+                    return Err("RUST_LOG is set and takes precedence".into());
+                }
+                handle
+                    .reload(EnvFilter::new(level))
+                    .map_err(|e| e.to_string())
+            })
+        }};
+    }
     match config.daemon.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => {
+            let builder = builder.with_filter_reloading();
+            let set: SetLevel = setter!(builder.reload_handle());
+            builder.init();
+            set
+        }
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let set: SetLevel = setter!(builder.reload_handle());
+            builder.init();
+            set
+        }
     }
 }
 
-async fn serve(config: Config, credentials: Credentials) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    credentials: Credentials,
+    reloader: virc_daemon::Reloader,
+) -> anyhow::Result<()> {
     // Handlers go in before the socket exists, so a SIGTERM that follows a
     // successful connect always takes the graceful path.
     let shutdown = shutdown_signal();
@@ -182,7 +241,7 @@ async fn serve(config: Config, credentials: Credentials) -> anyhow::Result<()> {
                 .context("failed to bind the TCP listener")?,
         );
     }
-    virc_daemon::run(config, credentials, listeners, shutdown).await?;
+    virc_daemon::run_with_reload(config, credentials, listeners, shutdown, Some(reloader)).await?;
     Ok(())
 }
 

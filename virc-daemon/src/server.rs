@@ -150,6 +150,105 @@ pub async fn run(
     listeners: Vec<Listener>,
     shutdown: impl Future<Output = String> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    run_with_reload(config, credentials, listeners, shutdown, None).await
+}
+
+/// Sets the running process's log level ("debug"), or says why it cannot.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// How the daemon re-reads its configuration on SIGHUP: the binary knows
+/// where the config came from and which command-line flags override it.
+pub struct Reloader {
+    /// Loads and validates the configuration again, flags applied.
+    pub load: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    /// Sets the log level filter of the running process.
+    pub set_log_level: SetLogLevel,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+/// On each SIGHUP: reload the config, apply what can change live (the log
+/// level), and report the rest as needing a restart, in a `config_reloaded`
+/// event. A config that no longer loads changes nothing and says why.
+async fn reload_on_hup(
+    reloader: Reloader,
+    mut current: Config,
+    events: EventsHandle,
+    stop: CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot listen for SIGHUP; config reload is unavailable");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            Some(()) = hup.recv() => {}
+        }
+        let new = match (reloader.load)() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the config does not load; nothing changed");
+                events
+                    .emit(Draft::new(Payload::Warning(pb::Warning {
+                        source: "config".into(),
+                        message: format!("reload refused, nothing changed: {e}"),
+                    })))
+                    .await;
+                continue;
+            }
+        };
+        let mut applied = Vec::new();
+        let mut needs_restart = Vec::new();
+        if new.daemon.log_level != current.daemon.log_level {
+            match (reloader.set_log_level)(new.daemon.log_level.as_str()) {
+                Ok(()) => applied.push(format!(
+                    "daemon.log_level = {}",
+                    new.daemon.log_level.as_str()
+                )),
+                Err(e) => needs_restart.push(format!("daemon.log_level ({e})")),
+            }
+        }
+        let changed =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let mut daemon_rest = new.daemon.clone();
+        daemon_rest.log_level = current.daemon.log_level;
+        if changed(&daemon_rest, &current.daemon) {
+            needs_restart.push("daemon (storage, listeners, log format, credentials)".into());
+        }
+        if changed(&new.events, &current.events) {
+            needs_restart.push("events".into());
+        }
+        if changed(&new.market, &current.market) {
+            needs_restart.push("market".into());
+        }
+        if changed(&new.exchanges, &current.exchanges) {
+            needs_restart.push("exchanges".into());
+        }
+        tracing::info!(applied = ?applied, needs_restart = ?needs_restart, "SIGHUP: config reloaded");
+        events
+            .emit(Draft::new(Payload::ConfigReloaded(pb::ConfigReloaded {
+                applied,
+                needs_restart,
+            })))
+            .await;
+        current = new;
+    }
+}
+
+/// [`run`], with a [`Reloader`] for SIGHUP.
+pub async fn run_with_reload(
+    config: Config,
+    credentials: Credentials,
+    listeners: Vec<Listener>,
+    shutdown: impl Future<Output = String> + Send + 'static,
+    reloader: Option<Reloader>,
+) -> Result<(), DaemonError> {
     config.validate(&credentials)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let data_dir = config.data_dir();
@@ -185,6 +284,14 @@ pub async fn run(
         data_dir: data_dir.clone(),
         listeners: listeners.iter().map(Listener::describe).collect(),
     };
+    if let Some(r) = reloader {
+        tasks.spawn(reload_on_hup(
+            r,
+            config.clone(),
+            events.clone(),
+            stop.clone(),
+        ));
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<String>();
     let system = SystemService::new(
         info.clone(),

@@ -11,30 +11,22 @@
     reason = "helpers in test files fail loudly, like the tests"
 )]
 
+mod common;
+
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use hyper_util::rt::TokioIo;
+use common::{Guard, ready};
 use rust_decimal::Decimal;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use virc_core::ids::{BotId, ClientOid};
 use virc_proto::v1::{
     self as pb, account_client::AccountClient, bot_spec::Kind, bots_client::BotsClient,
-    orders_client::OrdersClient, system_client::SystemClient,
+    orders_client::OrdersClient,
 };
-
-/// Kills the daemon if the test ends early.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A small deterministic generator (xorshift), so a failing run can be replayed.
 struct Rng(u64);
@@ -52,19 +44,6 @@ impl Rng {
     }
 }
 
-async fn connect(path: &Path) -> Option<Channel> {
-    let path = path.to_owned();
-    Endpoint::from_static("http://virc.invalid")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .ok()
-}
-
 fn spawn(dir: &Path) -> Guard {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
         .arg("--config")
@@ -75,21 +54,6 @@ fn spawn(dir: &Path) -> Guard {
         .spawn()
         .unwrap();
     Guard(child)
-}
-
-async fn ready(sock: &Path) -> Channel {
-    for _ in 0..500 {
-        if let Some(ch) = connect(sock).await
-            && SystemClient::new(ch.clone())
-                .status(pb::StatusRequest {})
-                .await
-                .is_ok()
-        {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("daemon did not come up");
 }
 
 fn setup(dir: &Path) -> PathBuf {
