@@ -123,7 +123,7 @@ async fn connect_unix(path: &Path) -> Result<Channel, CliError> {
         });
     }
     let path = path.to_owned();
-    let endpoint = Endpoint::from_static("http://virc.invalid");
+    let endpoint = windows(Endpoint::from_static("http://virc.invalid"));
     let shown = path.clone();
     endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -139,6 +139,14 @@ async fn connect_unix(path: &Path) -> Result<Channel, CliError> {
         })
 }
 
+/// HTTP/2 flow-control windows large enough for a whole answer (a list of
+/// 1,000 bots is ~200 KB): with the 64 KB default, every window's worth of a
+/// reply waits for a WINDOW_UPDATE round trip between the two processes.
+fn windows(ep: Endpoint) -> Endpoint {
+    ep.initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+}
+
 async fn connect_tcp(endpoint: &str) -> Result<Channel, CliError> {
     let with_scheme = if endpoint.contains("://") {
         endpoint.to_owned()
@@ -148,10 +156,13 @@ async fn connect_tcp(endpoint: &str) -> Result<Channel, CliError> {
     let ep = Endpoint::from_shared(with_scheme.clone())
         .map_err(|e| CliError::Usage(format!("invalid --endpoint `{endpoint}`: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    ep.connect().await.map_err(|e| CliError::Unreachable {
-        tried: vec![with_scheme],
-        detail: source_text(&e),
-    })
+    windows(ep)
+        .connect()
+        .await
+        .map_err(|e| CliError::Unreachable {
+            tried: vec![with_scheme],
+            detail: source_text(&e),
+        })
 }
 
 fn source_text(e: &(dyn std::error::Error + 'static)) -> String {

@@ -351,7 +351,7 @@ pub async fn run_with_reload(
             Listener::Unix { listener, path } => {
                 tracing::info!(socket = %path.display(), "Listening");
                 socket_paths.push(path);
-                let r = Server::builder().add_routes(routes.clone());
+                let r = windows(Server::builder()).add_routes(routes.clone());
                 servers.spawn(async move {
                     r.serve_with_incoming_shutdown(UnixListenerStream::new(listener), until)
                         .await
@@ -361,7 +361,7 @@ pub async fn run_with_reload(
                 tracing::info!(addr = ?listener.local_addr().ok(), "Listening on TCP (bearer token required)");
                 let creds = credentials.clone();
                 let auth = move |req: Request<()>| check_token(&creds, &req).map(|()| req);
-                let r = Server::builder()
+                let r = windows(Server::builder())
                     .layer(tonic::service::InterceptorLayer::new(auth))
                     .add_routes(routes.clone());
                 servers.spawn(async move {
@@ -608,6 +608,13 @@ async fn demo_bot(runtime: RuntimeHandle) {
         Ok(_) => tracing::info!("Demo bot `demo` exists; it continues"),
         Err(e) => tracing::warn!(error = %e, "Cannot create the demo bot"),
     }
+}
+
+/// HTTP/2 flow-control windows large enough for a whole answer or event
+/// burst, so a big reply is not paced by WINDOW_UPDATE round trips.
+fn windows<L>(b: Server<L>) -> Server<L> {
+    b.initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
 }
 
 /// Checks `authorization: Bearer <token>` against the configured API token.

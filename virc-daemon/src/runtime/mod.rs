@@ -128,7 +128,7 @@ pub struct BotRecord {
 /// How much of a bot to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
-    /// For lists: no current order, no history (a list of 1,000 bots stays small).
+    /// For lists: no spec, current order or history (a list of 1,000 bots stays small).
     List,
     /// With its current order.
     One,
@@ -326,6 +326,9 @@ pub struct Runtime {
     /// When the market input being handled arrived, for tick-to-command figures.
     tick_started: Option<std::time::Instant>,
     tick_latency: VecDeque<std::time::Duration>,
+    /// List views by bot, valid until the bot next changes (a lock only
+    /// because the runtime's futures must be `Send`; it is never contended).
+    list_views: std::sync::Mutex<std::collections::HashMap<BotId, pb::Bot>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -371,6 +374,7 @@ impl Runtime {
                 clock,
                 tick_started: None,
                 tick_latency: VecDeque::new(),
+                list_views: std::sync::Mutex::default(),
             },
             RuntimeHandle { tx },
         ))
@@ -538,6 +542,7 @@ impl Runtime {
     }
 
     fn save(&self, id: BotId) -> Result<(), ServiceError> {
+        self.forget_view(id);
         if let Some(rec) = self.bots.get(&id) {
             self.records.put(id.0.as_bytes(), rec)?;
         }
@@ -984,6 +989,7 @@ impl Runtime {
             Action::Delete => {
                 let view = self.bot_view(id, View::One);
                 self.records.remove(id.0.as_bytes())?;
+                self.forget_view(id);
                 self.history.remove_prefix(id.0.as_bytes())?;
                 self.store.flush().await?;
                 let rec = self.bots.remove(&id);
@@ -1012,6 +1018,14 @@ impl Runtime {
         Ok(self.bot_view(id, View::One))
     }
 
+    /// Drops a bot's cached list view; every change to a bot goes through
+    /// [`Self::save`], which calls this.
+    fn forget_view(&self, id: BotId) {
+        if let Ok(mut cache) = self.list_views.lock() {
+            cache.remove(&id);
+        }
+    }
+
     fn list(&self, req: &pb::ListBotsRequest) -> Vec<pb::Bot> {
         let mut out: Vec<&BotRecord> = self
             .bots
@@ -1022,8 +1036,21 @@ impl Runtime {
             })
             .collect();
         out.sort_by_key(|b| (b.created_at, b.id));
+        // Views are cached between changes: listing 1,000 bots then costs a
+        // clone each, not their figures recomputed.
+        let Ok(mut cache) = self.list_views.lock() else {
+            return out
+                .into_iter()
+                .map(|b| self.bot_view(b.id, View::List))
+                .collect();
+        };
         out.into_iter()
-            .map(|b| self.bot_view(b.id, View::List))
+            .map(|b| {
+                cache
+                    .entry(b.id)
+                    .or_insert_with(|| self.bot_view(b.id, View::List))
+                    .clone()
+            })
             .collect()
     }
 
@@ -1071,7 +1098,7 @@ impl Runtime {
         pb::Bot {
             id: id.to_string(),
             name: rec.name.clone(),
-            spec: Some(create::spec_of(rec)),
+            spec: (view != View::List).then(|| create::spec_of(rec)),
             status: wire_status(b.status()),
             status_reason: b.reason().to_owned(),
             exchange: rec.exchange.clone(),
