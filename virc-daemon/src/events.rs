@@ -144,6 +144,10 @@ enum Request {
         draft: Box<Draft>,
         reply: oneshot::Sender<u64>,
     },
+    Retention {
+        max_events: crate::config::Positive,
+        max_age: crate::config::DurationSpec,
+    },
 }
 
 /// The way into the event bus.
@@ -187,6 +191,21 @@ impl EventsHandle {
             .await
             .map_err(|_| BusError::Stopped)?;
         rx.await.map_err(|_| BusError::Stopped)
+    }
+
+    /// Changes the retention (on a config reload); it applies from the next commit.
+    pub async fn set_retention(
+        &self,
+        max_events: crate::config::Positive,
+        max_age: crate::config::DurationSpec,
+    ) -> Result<(), BusError> {
+        self.tx
+            .send(Request::Retention {
+                max_events,
+                max_age,
+            })
+            .await
+            .map_err(|_| BusError::Stopped)
     }
 
     /// Publishes without waiting for the sequence number (back-pressure still applies).
@@ -455,6 +474,16 @@ impl EventBus {
                 Request::Publish { draft, reply } => {
                     let event = self.draft_event(*draft, pending.len());
                     pending.push((event, reply));
+                }
+                Request::Retention {
+                    max_events,
+                    max_age,
+                } => {
+                    self.config.max_events = max_events;
+                    self.config.max_age = max_age;
+                    // Let the age rule apply at once rather than within the minute.
+                    self.last_age_prune = None;
+                    self.prune();
                 }
                 Request::Stamp { draft, reply } => {
                     let event = self.draft_event(*draft, pending.len());

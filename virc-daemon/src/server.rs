@@ -221,8 +221,24 @@ async fn reload_on_hup(
         if changed(&daemon_rest, &current.daemon) {
             needs_restart.push("daemon (storage, listeners, log format, credentials)".into());
         }
-        if changed(&new.events, &current.events) {
-            needs_restart.push("events".into());
+        let (old_ev, new_ev) = (&current.events, &new.events);
+        if new_ev.max_events != old_ev.max_events || new_ev.max_age.0 != old_ev.max_age.0 {
+            match events
+                .set_retention(new_ev.max_events, new_ev.max_age)
+                .await
+            {
+                Ok(()) => applied.push(format!(
+                    "events.max_events = {}, events.max_age = {:?}",
+                    new_ev.max_events.0, new_ev.max_age.0
+                )),
+                Err(e) => needs_restart.push(format!("events retention ({e})")),
+            }
+        }
+        let mut events_rest = new_ev.clone();
+        events_rest.max_events = old_ev.max_events;
+        events_rest.max_age = old_ev.max_age;
+        if changed(&events_rest, old_ev) {
+            needs_restart.push("events (fsync, subscriber_buffer)".into());
         }
         if changed(&new.market, &current.market) {
             needs_restart.push("market".into());

@@ -1,4 +1,5 @@
-//! SIGHUP reloads the config: the log level changes live, the rest is
+//! SIGHUP reloads the config: the log level and event retention change
+//! live, the rest is
 //! reported as needing a restart, a broken file changes nothing, and the
 //! bots keep running throughout.
 #![allow(
@@ -17,9 +18,9 @@ use virc_proto::v1::{
     events_client::EventsClient,
 };
 
-fn config(dir: &std::path::Path, level: &str, speed: &str) -> String {
+fn config(dir: &std::path::Path, level: &str, speed: &str, keep: u64) -> String {
     format!(
-        "[daemon]\ndata_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"{level}\"\n[market]\nsource = \"none\"\nspeed = \"{speed}\"\n",
+        "[daemon]\ndata_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"{level}\"\n[events]\nmax_events = {keep}\n[market]\nsource = \"none\"\nspeed = \"{speed}\"\n",
         dir.join("data").display(),
         dir.join("d.sock").display()
     )
@@ -51,7 +52,7 @@ async fn next_reload(events: &mut tonic::Streaming<pb::Event>) -> Payload {
 async fn sighup_reloads_what_it_can_and_reports_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("virc.toml");
-    std::fs::write(&path, config(dir.path(), "info", "1x")).unwrap();
+    std::fs::write(&path, config(dir.path(), "info", "1x", 1000)).unwrap();
     let daemon = Guard(
         std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
             .arg("--config")
@@ -95,13 +96,31 @@ async fn sighup_reloads_what_it_can_and_reports_the_rest() {
         .unwrap()
         .into_inner();
 
-    std::fs::write(&path, config(dir.path(), "debug", "60x")).unwrap();
+    std::fs::write(&path, config(dir.path(), "debug", "60x", 3)).unwrap();
     hup(&daemon.0);
     let Payload::ConfigReloaded(r) = next_reload(&mut events).await else {
         panic!("expected config_reloaded");
     };
-    assert_eq!(r.applied, vec!["daemon.log_level = debug"]);
+    assert_eq!(r.applied.len(), 2, "{:?}", r.applied);
+    assert_eq!(r.applied[0], "daemon.log_level = debug");
+    assert!(
+        r.applied[1].starts_with("events.max_events = 3"),
+        "{:?}",
+        r.applied
+    );
     assert_eq!(r.needs_restart, vec!["market"]);
+    // The new retention applies at once: at most 3 events are kept.
+    let status = virc_proto::v1::system_client::SystemClient::new(ch.clone())
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.event_head - status.event_tail < 3,
+        "{}..{}",
+        status.event_tail,
+        status.event_head
+    );
 
     std::fs::write(&path, "[daemon\nbroken").unwrap();
     hup(&daemon.0);
