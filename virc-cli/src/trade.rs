@@ -809,12 +809,9 @@ fn orders_table(out: &mut impl Write, orders: &[pb::Order]) -> std::io::Result<(
     )
 }
 
-fn target_pair(id: String, client_oid: bool) -> (Option<String>, Option<String>) {
-    if client_oid {
-        (None, Some(id))
-    } else {
-        (Some(id), None)
-    }
+/// The wire target of an order named on the command line.
+fn pick<T>(id: String, client_oid: bool, by_id: fn(String) -> T, by_client: fn(String) -> T) -> T {
+    if client_oid { by_client(id) } else { by_id(id) }
 }
 
 /// Runs `virc order ...`.
@@ -843,11 +840,7 @@ pub async fn order(
             exchange,
         } => {
             use pb::cancel_order_request::Target as T;
-            let target = match target_pair(id, client_oid) {
-                (Some(id), _) => T::OrderId(id),
-                (_, Some(c)) => T::ClientOid(c),
-                (None, None) => return Err(CliError::Usage("name the order".into())),
-            };
+            let target = pick(id, client_oid, T::OrderId, T::ClientOid);
             let o = c
                 .cancel(pb::CancelOrderRequest {
                     exchange: exchange.unwrap_or_default(),
@@ -863,11 +856,7 @@ pub async fn order(
             exchange,
         } => {
             use pb::get_order_request::Target as T;
-            let target = match target_pair(id, client_oid) {
-                (Some(id), _) => T::OrderId(id),
-                (_, Some(c)) => T::ClientOid(c),
-                (None, None) => return Err(CliError::Usage("name the order".into())),
-            };
+            let target = pick(id, client_oid, T::OrderId, T::ClientOid);
             let o = c
                 .get(pb::GetOrderRequest {
                     exchange: exchange.unwrap_or_default(),

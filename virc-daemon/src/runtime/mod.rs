@@ -1188,17 +1188,19 @@ impl Runtime {
         Ok(convert::order(&view, &name))
     }
 
-    fn list_orders(&self, req: &pb::ListOrdersRequest) -> Result<Vec<pb::Order>, ServiceError> {
-        let limit = if req.limit == 0 {
-            100
-        } else {
-            req.limit as usize
-        };
-        let bot = if req.bot_id.is_empty() {
+    /// A list request's limit (0 means 100) and its bot filter (id or name).
+    fn limit_and_bot(&self, limit: u32, bot: &str) -> Result<(usize, Option<BotId>), ServiceError> {
+        let limit = if limit == 0 { 100 } else { limit as usize };
+        let bot = if bot.is_empty() {
             None
         } else {
-            Some(self.find(&req.bot_id)?)
+            Some(self.find(bot)?)
         };
+        Ok((limit, bot))
+    }
+
+    fn list_orders(&self, req: &pb::ListOrdersRequest) -> Result<Vec<pb::Order>, ServiceError> {
+        let (limit, bot) = self.limit_and_bot(req.limit, &req.bot_id)?;
         let mut out = Vec::new();
         for (name, v) in &self.venues {
             if !req.exchange.is_empty() && req.exchange != *name {
@@ -1258,16 +1260,7 @@ impl Runtime {
 
     fn fills(&self, req: &pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
         let name = self.venue_name(&req.exchange)?;
-        let limit = if req.limit == 0 {
-            100
-        } else {
-            req.limit as usize
-        };
-        let bot = if req.bot_id.is_empty() {
-            None
-        } else {
-            Some(self.find(&req.bot_id)?)
-        };
+        let (limit, bot) = self.limit_and_bot(req.limit, &req.bot_id)?;
         let fills = self.venues[&name].exchange.fills(
             |f| {
                 bot.is_none_or(|b| f.bot == Some(b))
