@@ -439,6 +439,17 @@ async fn bad_bot_specs_get_clear_errors() {
             Code::InvalidArgument,
             "size `abc`",
         ),
+        (
+            range(
+                "",
+                "1000000000000000",
+                "79000000000000",
+                "79000000000001",
+                false,
+            ),
+            Code::InvalidArgument,
+            "out of range",
+        ),
     ];
     for (req, code, text) in cases {
         let err = bots.create(req).await.unwrap_err();

@@ -360,9 +360,15 @@ impl Ledger {
             None => self.free(c),
         };
         match (order.side, order.kind) {
+            // Checked: a validated order can still be near Decimal's range;
+            // what no wallet can hold is simply more than any balance.
             (Side::Buy, OrderKind::Limit { price, size, .. }) => (
                 quote.as_str(),
-                price.get() * size.get() * (Decimal::ONE + rates.taker),
+                price
+                    .get()
+                    .checked_mul(size.get())
+                    .and_then(|v| v.checked_mul(Decimal::ONE + rates.taker))
+                    .unwrap_or(Decimal::MAX),
             ),
             (
                 Side::Sell,
@@ -637,6 +643,18 @@ mod tests {
             }
         );
         assert!(l.release_hold(oid(1)).is_err());
+    }
+
+    #[test]
+    fn a_notional_at_the_edge_of_decimal_is_insufficient_funds_not_a_panic() {
+        let p = btc_usd();
+        let mut l = Ledger::default();
+        l.deposit("USD", dec!(100)).unwrap();
+        let o = limit("buy", "79000000000000.00", "1000000000000000");
+        let (cur, amount) = l.hold_needed(&p, &o, RATES, None);
+        assert_eq!(amount, Decimal::MAX);
+        let err = l.place_hold(oid(1), cur, amount, None).unwrap_err();
+        assert_eq!(Rejection::from(err).message, "Insufficient funds");
     }
 
     #[test]

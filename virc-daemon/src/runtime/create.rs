@@ -79,6 +79,18 @@ fn range_params(
     }
     let buy = price("buy price", &spec.buy_price, product, warnings)?;
     let sell = price("sell price", &spec.sell_price, product, warnings)?;
+    // Beyond any wallet, and beyond what the profit arithmetic can hold.
+    let huge = |p: Price| {
+        p.get()
+            .checked_mul(size.get())
+            .and_then(|v| v.checked_mul(Decimal::TEN))
+            .is_none()
+    };
+    if huge(buy) || huge(sell) {
+        return Err(ServiceError::Invalid(format!(
+            "size {size} at these prices is out of range; no wallet holds that much"
+        )));
+    }
     if sell <= buy && !spec.force {
         return Err(ServiceError::Invalid(format!(
             "sell price {sell} is not above buy price {buy}: every cycle would lose money; pass --force if that is what you want"
