@@ -426,12 +426,7 @@ impl Runtime {
                 let _ = reply.send(r);
             }
             Request::StopAll(reply) => {
-                let ids: Vec<BotId> = self
-                    .bots
-                    .values()
-                    .filter(|b| !b.machine.status().is_final())
-                    .map(|b| b.id)
-                    .collect();
+                let ids = self.unfinished();
                 let mut out = Vec::new();
                 for id in ids {
                     if let Err(e) = self.drive(id, BotInput::Stop).await {
@@ -903,14 +898,18 @@ impl Runtime {
         }
     }
 
-    /// Reconciles every unfinished bot; returns how many.
-    async fn reconcile_all(&mut self) -> usize {
-        let ids: Vec<BotId> = self
-            .bots
+    /// Bots that are running or paused.
+    fn unfinished(&self) -> Vec<BotId> {
+        self.bots
             .values()
             .filter(|b| !b.machine.status().is_final())
             .map(|b| b.id)
-            .collect();
+            .collect()
+    }
+
+    /// Reconciles every unfinished bot; returns how many.
+    async fn reconcile_all(&mut self) -> usize {
+        let ids = self.unfinished();
         for id in &ids {
             if let Err(e) = self.reconcile(*id).await {
                 tracing::error!(bot = %id, error = %e, "Cannot reconcile bot");
