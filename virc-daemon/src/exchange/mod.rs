@@ -102,8 +102,10 @@ pub type Reply<T> = Result<(T, Vec<Update>), ExchangeError>;
 /// around one venue's wire format: place under a client id, cancel, look an
 /// order up by client id (the heart of reconciliation), and its fills.
 /// Updates the venue produces on its own (fills from market data, cancels
-/// made elsewhere) reach the runtime through the replies and
-/// [`sim::SimExchange::on_market`]-style feeds of each venue.
+/// made elsewhere) come from the venue's own feed: for the simulated
+/// exchange, the return values of [`sim::SimExchange::on_trade`] and its
+/// siblings. The methods are synchronous because the one venue so far
+/// answers from memory; they become async with the live connector.
 pub trait Exchange {
     /// The connection's configured name.
     fn name(&self) -> &str;
