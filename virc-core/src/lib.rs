@@ -13,6 +13,7 @@
 //! - [`bot`]: bots as pure state machines (inputs in, commands out).
 //! - [`paper`]: the queue-aware paper fill model against an observed market.
 //! - [`market`]: trades to candles, rolling windows and indicators.
+//! - [`rule`]: the rule language of conditional bots (infix and JsonLogic).
 //! - [`time`]: exchange timestamps (RFC 3339) without a clock.
 
 pub mod book;
@@ -25,6 +26,7 @@ pub mod money;
 pub mod order;
 pub mod paper;
 pub mod product;
+pub mod rule;
 #[cfg(test)]
 mod testkit;
 pub mod time;
