@@ -27,7 +27,10 @@ use std::collections::VecDeque;
 use rust_decimal::{Decimal, prelude::ToPrimitive};
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Price, Size};
+use crate::{
+    money::{Price, Size},
+    rule::{Source, Values, Var},
+};
 
 /// Closed candles kept per period.
 pub const HISTORY: usize = 1000;
@@ -617,6 +620,74 @@ impl Analyst {
     }
 }
 
+/// One product's market as rules read it: the analyst plus the best quotes.
+#[derive(Debug, Clone, Copy)]
+pub struct MarketView<'a> {
+    /// Trades, candles, windows and indicators.
+    pub analyst: &'a Analyst,
+    /// Best bid, from the level-2 book.
+    pub bid: Option<Decimal>,
+    /// Best ask, from the level-2 book.
+    pub ask: Option<Decimal>,
+}
+
+impl MarketView<'_> {
+    /// The last trade price.
+    pub fn price(&self) -> Option<Decimal> {
+        self.analyst.last().map(|t| t.price.get())
+    }
+}
+
+impl Values for MarketView<'_> {
+    fn value(&self, var: &Var) -> Option<Decimal> {
+        let a = self.analyst;
+        let now = a.last()?.time;
+        match var.source {
+            Source::Ticker => match var.field {
+                "price" => self.price(),
+                "bid" => self.bid,
+                "ask" => self.ask,
+                "spread" => Some(self.ask? - self.bid?),
+                "change_24h" => a.change_24h_pct(now),
+                _ => None,
+            },
+            Source::Candle(p) => {
+                let (c, i) = a.series(p).history().next_back()?;
+                match var.field {
+                    "open" => Some(c.open),
+                    "high" => Some(c.high),
+                    "low" => Some(c.low),
+                    "close" => Some(c.close),
+                    "volume" => Some(c.volume),
+                    "change" => Some(c.change_pct()),
+                    "sma20" => i.sma20,
+                    "ema20" => i.ema20,
+                    "rsi7" => i.rsi7,
+                    "rsi14" => i.rsi14,
+                    "bb_mid" => i.bb_mid,
+                    "bb_up" => i.bb_up,
+                    "bb_low" => i.bb_low,
+                    "vwap" => i.vwap,
+                    _ => None,
+                }
+            }
+            Source::Window(w) => {
+                let s = a.windows.iter().find(|r| r.window == w)?.stats(now)?;
+                match var.field {
+                    "low" => Some(s.low),
+                    "high" => Some(s.high),
+                    "volume" => Some(s.volume),
+                    "range" => Some(s.range),
+                    "change" => Some(s.change_pct),
+                    "vwap" => Some(s.vwap),
+                    "trades" => Some(Decimal::from(s.trades)),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal_macros::dec;
@@ -739,5 +810,46 @@ mod tests {
         }
         assert_eq!(a.series(Period::M1).history().count(), HISTORY);
         assert!(a.windows.iter().all(|w| w.buckets.len() <= 61));
+    }
+
+    #[test]
+    fn rules_read_the_market_view() {
+        use crate::rule::{Rule, Syntax};
+        let mut a = Analyst::new();
+        // Three closed 1-minute candles: 100 → 110 → 121.
+        for (i, price) in [dec!(100), dec!(110), dec!(121), dec!(121)]
+            .into_iter()
+            .enumerate()
+        {
+            let i = i64::try_from(i).unwrap();
+            a.on_trade(&trade(
+                u64::try_from(i).unwrap() + 1,
+                i * MIN,
+                price,
+                dec!(1),
+            ));
+        }
+        let view = MarketView {
+            analyst: &a,
+            bid: Some(dec!(120.5)),
+            ask: Some(dec!(121.5)),
+        };
+        let read = |name: &str| view.value(&Var::parse(name).unwrap());
+        assert_eq!(read("ticker.price"), Some(dec!(121)));
+        assert_eq!(read("ticker.spread"), Some(dec!(1.0)));
+        assert_eq!(read("p60.close"), Some(dec!(121)), "the last closed candle");
+        assert_eq!(read("p60.change"), Some(dec!(0)));
+        assert_eq!(read("p60.rsi14"), None, "not enough history yet");
+        assert_eq!(read("w5m.trades"), Some(dec!(4)));
+        assert_eq!(read("w5m.low"), Some(dec!(100)));
+        let r = Rule::parse("w5m.high - w5m.low >= 21 and p60.rsi14 > 0", Syntax::Infix).unwrap();
+        assert_eq!(r.eval(&view), None);
+        let empty = Analyst::new();
+        let nothing = MarketView {
+            analyst: &empty,
+            bid: None,
+            ask: None,
+        };
+        assert!(Var::all().iter().all(|v| nothing.value(v).is_none()));
     }
 }

@@ -612,9 +612,8 @@ impl Parser<'_> {
 
     fn comparison(&mut self) -> Result<Spanned, RuleError> {
         let left = self.sum()?;
-        let op = match self.tok {
-            Tok::Op(op @ (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)) => op,
-            _ => return Ok(left),
+        let Tok::Op(op @ (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)) = self.tok else {
+            return Ok(left);
         };
         self.bump()?;
         let right = self.sum()?;
@@ -622,10 +621,9 @@ impl Parser<'_> {
         self.expect_kind(&left, Kind::Number, &role)?;
         self.expect_kind(&right, Kind::Number, &role)?;
         if let Tok::Op(Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge) = self.tok {
-            return Err(self.lexer.error(
-                self.at,
-                "comparisons do not chain; write `a < b and b < c`",
-            ));
+            return Err(self
+                .lexer
+                .error(self.at, "comparisons do not chain; write `a < b and b < c`"));
         }
         Ok((Expr::Bin(op, Box::new(left.0), Box::new(right.0)), left.1))
     }
@@ -726,14 +724,19 @@ fn json_expr(v: &Value, path: &str) -> Result<Expr, RuleError> {
         Value::Number(n) => Ok(Expr::Num(json_number(path, n)?)),
         Value::Bool(b) => Ok(Expr::Bool(*b)),
         // The seed sometimes quoted numbers.
-        Value::String(s) => s
-            .parse::<Decimal>()
-            .map(Expr::Num)
-            .map_err(|_| json_err(path, format!("\"{s}\" is not a number; variables are {{\"var\": \"{s}\"}}"))),
+        Value::String(s) => s.parse::<Decimal>().map(Expr::Num).map_err(|_| {
+            json_err(
+                path,
+                format!("\"{s}\" is not a number; variables are {{\"var\": \"{s}\"}}"),
+            )
+        }),
         Value::Object(map) => {
             let mut entries = map.iter();
             let (Some((op, args)), None) = (entries.next(), entries.next()) else {
-                return Err(json_err(path, "an operation is an object with exactly one key"));
+                return Err(json_err(
+                    path,
+                    "an operation is an object with exactly one key",
+                ));
             };
             let here = if path.is_empty() {
                 op.clone()
@@ -778,7 +781,10 @@ fn need(e: &Expr, want: Kind, path: &str, i: usize) -> Result<(), RuleError> {
         Kind::Number => "a number",
         Kind::Condition => "a condition",
     };
-    Err(json_err(&format!("{path}[{i}]"), format!("expected {what}, found `{e}`")))
+    Err(json_err(
+        &format!("{path}[{i}]"),
+        format!("expected {what}, found `{e}`"),
+    ))
 }
 
 fn json_op(op: &str, args: Vec<Expr>, path: &str) -> Result<Expr, RuleError> {
@@ -820,16 +826,17 @@ fn json_op(op: &str, args: Vec<Expr>, path: &str) -> Result<Expr, RuleError> {
     let n = args.len();
     let mut args = args.into_iter();
     match (bin, n) {
-        (Op::Sub, 1) => Ok(Expr::Neg(Box::new(args.next().unwrap_or(Expr::Num(Decimal::ZERO))))),
+        (Op::Sub, 1) => Ok(Expr::Neg(Box::new(
+            args.next().unwrap_or(Expr::Num(Decimal::ZERO)),
+        ))),
         (Op::And | Op::Or | Op::Add | Op::Mul, 1..) => {
             let first = args.next().unwrap_or(Expr::Bool(true));
             Ok(args.fold(first, |a, b| Expr::Bin(bin, Box::new(a), Box::new(b))))
         }
         // JsonLogic's "between": {"<": [a, b, c]} is a < b and b < c.
         (Op::Lt | Op::Le, 3) => {
-            let (a, b, c) = match (args.next(), args.next(), args.next()) {
-                (Some(a), Some(b), Some(c)) => (a, b, c),
-                _ => return Err(json_err(path, "between takes three values")),
+            let (Some(a), Some(b), Some(c)) = (args.next(), args.next(), args.next()) else {
+                return Err(json_err(path, "between takes three values"));
             };
             Ok(Expr::Bin(
                 Op::And,
@@ -841,7 +848,10 @@ fn json_op(op: &str, args: Vec<Expr>, path: &str) -> Result<Expr, RuleError> {
             (Some(a), Some(b)) => Ok(Expr::Bin(bin, Box::new(a), Box::new(b))),
             _ => Err(json_err(path, format!("`{op}` takes two values"))),
         },
-        _ => Err(json_err(path, format!("`{op}` takes two values, found {n}"))),
+        _ => Err(json_err(
+            path,
+            format!("`{op}` takes two values, found {n}"),
+        )),
     }
 }
 
@@ -853,7 +863,10 @@ fn parse_jsonlogic(text: &str) -> Result<Expr, RuleError> {
     })?;
     let e = json_expr(&v, "")?;
     if e.kind() != Kind::Condition {
-        return Err(json_err("", format!("a rule must be a condition, found `{e}`")));
+        return Err(json_err(
+            "",
+            format!("a rule must be a condition, found `{e}`"),
+        ));
     }
     Ok(e)
 }
@@ -899,7 +912,10 @@ mod tests {
         let r = infix("p60.rsi14 >= 70 and ticker.price > p60.bb_up");
         assert_eq!(r.eval(&market()), Some(true));
         assert_eq!(
-            r.variables().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            r.variables()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             ["p60.rsi14", "ticker.price", "p60.bb_up"]
         );
         assert_eq!(
@@ -944,7 +960,10 @@ mod tests {
         assert!(m.contains("unknown source `p61`"), "{m}");
         let (c, m) = column("p60.rsi15 > 3");
         assert_eq!(c, 1);
-        assert!(m.contains("unknown field `rsi15`") && m.contains("rsi14"), "{m}");
+        assert!(
+            m.contains("unknown field `rsi15`") && m.contains("rsi14"),
+            "{m}"
+        );
         let (c, m) = column("ticker.price = 3");
         assert_eq!((c, m.contains("==")), (14, true));
         let (c, m) = column("ticker.price > 3 and 5");
@@ -962,27 +981,48 @@ mod tests {
     fn jsonlogic_as_the_seed_wrote_it() {
         let text = r#"{"and":[{">=":[{"var":"p60.rsi14"},70]},{">":[{"var":"ticker.price"},{"var":"p60.bb_up"}]}]}"#;
         let r = Rule::parse(text, Syntax::JsonLogic).unwrap();
-        assert_eq!(r.expr, infix("p60.rsi14 >= 70 and ticker.price > p60.bb_up").expr);
+        assert_eq!(
+            r.expr,
+            infix("p60.rsi14 >= 70 and ticker.price > p60.bb_up").expr
+        );
         assert_eq!(r.eval(&market()), Some(true));
-        let between = Rule::parse(r#"{"<":[450, {"var":["ticker.price"]}, 460]}"#, Syntax::JsonLogic)
-            .unwrap();
+        let between = Rule::parse(
+            r#"{"<":[450, {"var":["ticker.price"]}, 460]}"#,
+            Syntax::JsonLogic,
+        )
+        .unwrap();
         assert_eq!(between.eval(&market()), Some(true));
-        let not = Rule::parse(r#"{"!":{"<":[{"var":"p60.rsi14"},"70"]}}"#, Syntax::JsonLogic)
-            .unwrap();
+        let not = Rule::parse(
+            r#"{"!":{"<":[{"var":"p60.rsi14"},"70"]}}"#,
+            Syntax::JsonLogic,
+        )
+        .unwrap();
         assert_eq!(not.to_string_infix(), "not p60.rsi14 < 70");
     }
 
     #[test]
     fn jsonlogic_errors_name_the_path() {
-        let e = Rule::parse(r#"{"and":[{">=":[{"var":"p60.rsi99"},70]}]}"#, Syntax::JsonLogic)
+        let e = Rule::parse(
+            r#"{"and":[{">=":[{"var":"p60.rsi99"},70]}]}"#,
+            Syntax::JsonLogic,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("at and[0].>=[0].var: unknown field `rsi99`"),
+            "{e}"
+        );
+        let e = Rule::parse(r#"{"xor":[1,2]}"#, Syntax::JsonLogic)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("at and[0].>=[0].var: unknown field `rsi99`"), "{e}");
-        let e = Rule::parse(r#"{"xor":[1,2]}"#, Syntax::JsonLogic).unwrap_err().to_string();
         assert!(e.contains("unknown operation `xor`"), "{e}");
-        let e = Rule::parse(r#"{"+":[1,2]}"#, Syntax::JsonLogic).unwrap_err().to_string();
+        let e = Rule::parse(r#"{"+":[1,2]}"#, Syntax::JsonLogic)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be a condition"), "{e}");
-        let e = Rule::parse(r#"{"and":[1,true]}"#, Syntax::JsonLogic).unwrap_err().to_string();
+        let e = Rule::parse(r#"{"and":[1,true]}"#, Syntax::JsonLogic)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("at and[0]: expected a condition"), "{e}");
         let e = Rule::parse(r#"{"and":["#, Syntax::JsonLogic).unwrap_err();
         assert!(matches!(e, RuleError::At { .. }), "{e}");

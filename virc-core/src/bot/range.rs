@@ -1,18 +1,5 @@
-//! Bots as pure state machines: `step(&mut self, input, now) -> Vec<Command>`.
-//!
-//! A bot never talks to an exchange. The runtime feeds it inputs (started,
-//! order accepted / refused / filled / done, stop, pause, resume), persists
-//! the bot's new state, and only then performs the commands it returned.
-//! Because every order intent carries a deterministic `client_oid` (bot id,
-//! step, attempt) and is part of the persisted state before the order
-//! leaves, a restarted runtime can ask the exchange about each intent
-//! instead of guessing, and a bot can be replayed from its inputs exactly.
-//!
-//! # Statuses
-//! `running → paused → running`, and once only one of `stopped` (by the
-//! user), `ended` (a one-shot program finished) or `failed` (an order was
-//! refused, or canceled outside virc). There is no "dead": a running bot is
-//! running again after a restart.
+//! The range bot (the seed's "simple bot"): buy, wait for the whole size,
+//! sell what was bought, and again when looping.
 //!
 //! # Profit, net of fees
 //! A cycle is a buy fill set followed by the sell of what was bought. Its
@@ -25,122 +12,13 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::{BotAccount, BotInput, BotStatus, Command, OrderIntent, Working, outside_cancel_text};
 use crate::{
-    ids::{BotId, ClientOid, OrderId},
+    ids::{BotId, ClientOid},
     ledger::FeeRates,
     money::{Price, Size},
-    order::{CancelReason, DoneReason, Side},
+    order::{DoneReason, Side},
 };
-
-/// A bot's lifecycle status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BotStatus {
-    /// Trading.
-    Running,
-    /// Takes no new step; resting orders stay on the book.
-    Paused,
-    /// Stopped by the user after its orders were canceled.
-    Stopped,
-    /// Finished its program.
-    Ended,
-    /// An order was refused or canceled outside virc; see the reason.
-    Failed,
-}
-
-impl BotStatus {
-    /// Whether the bot will never act again.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Stopped | Self::Ended | Self::Failed)
-    }
-
-    /// The lowercase name used in events and the CLI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Stopped => "stopped",
-            Self::Ended => "ended",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// A limit order a bot wants on the book (GTC), identified by its intent id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderIntent {
-    /// Deterministic id from (bot, step, attempt).
-    pub client_oid: ClientOid,
-    /// Buy or sell.
-    pub side: Side,
-    /// Limit price.
-    pub price: Price,
-    /// Base size.
-    pub size: Size,
-}
-
-/// What the runtime must do for a bot, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Place this order (the intent is already in the persisted state).
-    Place(OrderIntent),
-    /// Cancel the order placed under this client id.
-    Cancel(ClientOid),
-    /// The bot reached a final status, or was paused or resumed.
-    Status {
-        /// The new status.
-        status: BotStatus,
-        /// Why, in the user's or the exchange's words.
-        reason: String,
-    },
-    /// A step worth a line in the bot's history ("buy 0.01 BTC @ 450.00 USD filled").
-    Note(String),
-}
-
-/// Something that happened to a bot or one of its orders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BotInput {
-    /// The runtime starts (or restarts) the bot.
-    Started,
-    /// The exchange accepted the order placed under `client_oid`.
-    Accepted {
-        /// Intent id.
-        client_oid: ClientOid,
-        /// Exchange id.
-        order_id: OrderId,
-    },
-    /// The exchange refused the order, with its exact text.
-    Rejected {
-        /// Intent id.
-        client_oid: ClientOid,
-        /// The exchange's message ("Insufficient funds").
-        reason: String,
-    },
-    /// A (partial) fill of the order.
-    Fill {
-        /// Intent id.
-        client_oid: ClientOid,
-        /// Fill price.
-        price: Price,
-        /// Fill size.
-        size: Size,
-        /// Fee charged, in quote.
-        fee: Decimal,
-    },
-    /// The order is done.
-    Done {
-        /// Intent id.
-        client_oid: ClientOid,
-        /// Filled, or canceled and why.
-        reason: DoneReason,
-    },
-    /// The user asked the bot to stop.
-    Stop,
-    /// The user asked the bot to pause.
-    Pause,
-    /// The user asked the bot to resume.
-    Resume,
-}
 
 /// Parameters of a range bot, checked and on the product's increments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,44 +39,6 @@ pub struct RangeParams {
     pub looping: bool,
     /// Start with the sell (the base is already held).
     pub begin_with_sell: bool,
-}
-
-/// A bot's money: what its orders cost and brought, net of fees.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BotAccount {
-    /// Fees paid over all fills.
-    pub fees_paid: Decimal,
-    /// Realized profit over completed cycles, net of fees.
-    pub realized: Decimal,
-    /// Completed cycles.
-    pub cycles: u64,
-    /// Quote value of the current cycle's buy fills.
-    pub cycle_bought: Decimal,
-    /// Base size bought in the current cycle.
-    pub cycle_size: Decimal,
-    /// Quote value of the current cycle's sell fills.
-    pub cycle_sold: Decimal,
-    /// Base size sold in the current cycle.
-    pub cycle_sold_size: Decimal,
-    /// Fees of the current cycle so far.
-    pub cycle_fees: Decimal,
-}
-
-/// The order a bot is waiting on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Working {
-    /// What was asked for.
-    pub intent: OrderIntent,
-    /// The exchange id, once accepted.
-    pub order_id: Option<OrderId>,
-    /// Base filled so far.
-    pub filled: Decimal,
-    /// Quote value filled so far.
-    pub value: Decimal,
-    /// Fees so far.
-    pub fees: Decimal,
-    /// We asked for its cancel (stop), so its cancel is expected.
-    pub cancel_requested: bool,
 }
 
 /// Which order of the cycle a range bot is at.
@@ -324,24 +164,17 @@ impl RangeBot {
             Leg::Buy => (Side::Buy, self.params.buy, self.params.size),
             Leg::Sell => (Side::Sell, self.params.sell, self.sell_size),
         };
-        OrderIntent {
-            client_oid: ClientOid::for_intent(self.id, self.step, 0),
+        OrderIntent::limit(
+            ClientOid::for_intent(self.id, self.step, 0),
             side,
             price,
             size,
-        }
+        )
     }
 
     fn place(&mut self, out: &mut Vec<Command>) {
         let intent = self.intent();
-        self.working = Some(Working {
-            intent,
-            order_id: None,
-            filled: Decimal::ZERO,
-            value: Decimal::ZERO,
-            fees: Decimal::ZERO,
-            cancel_requested: false,
-        });
+        self.working = Some(Working::new(intent));
         out.push(Command::Place(intent));
     }
 
@@ -358,17 +191,7 @@ impl RangeBot {
     }
 
     fn words(&self, w: &Working) -> String {
-        format!(
-            "{} {} {} @ {} {}",
-            match w.intent.side {
-                Side::Buy => "buy",
-                Side::Sell => "sell",
-            },
-            w.intent.size,
-            self.params.base,
-            w.intent.price,
-            self.params.quote
-        )
+        w.intent.words(&self.params.base, &self.params.quote)
     }
 
     /// Advances the bot by one input. The caller persists the bot, then
@@ -420,9 +243,7 @@ impl RangeBot {
                     .as_mut()
                     .filter(|w| w.intent.client_oid == client_oid)
                 {
-                    w.filled += size.get();
-                    w.value += price.get() * size.get();
-                    w.fees += fee;
+                    w.fill(price, size, fee);
                     self.account.fees_paid += fee;
                 }
             }
@@ -448,6 +269,8 @@ impl RangeBot {
                     });
                 }
             }
+            // Its decisions depend on its own fills only.
+            BotInput::Market { .. } | BotInput::GuardStopped { .. } => {}
             BotInput::Resume => {
                 if self.status == BotStatus::Paused {
                     self.status = BotStatus::Running;
@@ -469,18 +292,7 @@ impl RangeBot {
             return;
         };
         // Whatever filled counts, even on a canceled order.
-        let a = &mut self.account;
-        match w.intent.side {
-            Side::Buy => {
-                a.cycle_bought += w.value;
-                a.cycle_size += w.filled;
-            }
-            Side::Sell => {
-                a.cycle_sold += w.value;
-                a.cycle_sold_size += w.filled;
-            }
-        }
-        a.cycle_fees += w.fees;
+        self.account.add(&w);
         let what = self.words(&w);
         match reason {
             DoneReason::Filled => {
@@ -503,12 +315,7 @@ impl RangeBot {
                 self.finish(BotStatus::Stopped, "stopped by the user".into(), out);
             }
             DoneReason::Canceled(why) => {
-                let text = match why {
-                    CancelReason::User => "order canceled outside virc",
-                    CancelReason::TimeInForce => "order canceled by the exchange (time in force)",
-                    CancelReason::SelfTrade => "order canceled by self-trade prevention",
-                    CancelReason::InsufficientFunds => "order canceled: Insufficient funds",
-                };
+                let text = outside_cancel_text(why);
                 out.push(Command::Note(format!("{what} canceled: {text}")));
                 self.finish(BotStatus::Failed, text.into(), out);
             }
@@ -523,18 +330,9 @@ impl RangeBot {
                     Size::new(self.account.cycle_size.normalize()).unwrap_or(self.params.size);
             }
             Side::Sell => {
-                let a = &mut self.account;
                 // An opening sell (begin-with-sell) has no buy to measure against:
                 // its fees are paid, but no cycle is complete.
-                if a.cycle_size > Decimal::ZERO {
-                    a.realized += a.cycle_sold - a.cycle_bought - a.cycle_fees;
-                    a.cycles += 1;
-                }
-                a.cycle_bought = Decimal::ZERO;
-                a.cycle_size = Decimal::ZERO;
-                a.cycle_sold = Decimal::ZERO;
-                a.cycle_sold_size = Decimal::ZERO;
-                a.cycle_fees = Decimal::ZERO;
+                self.account.close_if_flat();
                 if !self.params.looping {
                     self.finish(BotStatus::Ended, "cycle complete".into(), out);
                     return;
@@ -554,6 +352,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::{ids::OrderId, order::CancelReason};
 
     fn params(looping: bool, begin_with_sell: bool) -> RangeParams {
         RangeParams {
