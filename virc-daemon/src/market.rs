@@ -83,6 +83,15 @@ pub enum Input {
     ),
 }
 
+impl Input {
+    /// The product it is about.
+    pub fn product(&self) -> &str {
+        match self {
+            Self::Trade(p, ..) | Self::Snapshot(p, _) | Self::L2(p, _) => p,
+        }
+    }
+}
+
 /// Parses a recording into inputs; returns them and the number of malformed lines.
 pub fn load_recording(text: &str) -> (Vec<Input>, usize) {
     let mut out = Vec::new();

@@ -49,6 +49,9 @@ pub struct GridParams {
     pub quote: String,
     /// Level prices, ascending, at least two.
     pub levels: Vec<Price>,
+    /// Equal ratios between levels (else equal differences), as created.
+    #[serde(default)]
+    pub geometric: bool,
     /// Base size of each level's order.
     pub size: Size,
     /// End the bot when a trade is at or below this.
@@ -715,6 +718,7 @@ mod tests {
             base: "BTC".into(),
             quote: "USD".into(),
             levels: ladder(p("440"), p("460"), 5, false, dec!(0.01)).unwrap(),
+            geometric: false,
             size: Size::parse("0.01").unwrap(),
             stop_loss: sl.map(p),
             take_profit: tp.map(p),

@@ -357,6 +357,25 @@ impl Working {
     }
 }
 
+/// `(sell − buy) × size − fees` at `fee` on both orders, and that as a
+/// percentage of the buy cost.
+pub fn cycle_profit(
+    buy: Decimal,
+    sell: Decimal,
+    size: Decimal,
+    fee: Decimal,
+) -> (Decimal, Decimal) {
+    let cost = buy * size;
+    let proceeds = sell * size;
+    let profit = proceeds - cost - (cost + proceeds) * fee;
+    let pct = if cost.is_zero() {
+        Decimal::ZERO
+    } else {
+        (profit / cost * Decimal::ONE_HUNDRED).round_dp(4)
+    };
+    (profit, pct)
+}
+
 /// Why a bot fails when one of its orders is canceled by someone else.
 pub fn outside_cancel_text(why: CancelReason) -> &'static str {
     match why {
@@ -458,6 +477,24 @@ impl Machine {
     /// The current step in words.
     pub fn describe_step(&self) -> String {
         each!(self, b => b.describe_step())
+    }
+
+    /// Expected profit of one cycle at maker fees, absolute and % of its
+    /// cost: a range bot's buy/sell cycle, a grid's round trip between its
+    /// two lowest levels; `None` for kinds whose cycle is not fixed.
+    pub fn theoretical_cycle_profit(
+        &self,
+        rates: crate::ledger::FeeRates,
+    ) -> Option<(Decimal, Decimal)> {
+        match self {
+            Self::Range(b) => Some(b.theoretical_cycle_profit(rates)),
+            Self::Grid(b) => {
+                let p = b.params();
+                let (buy, sell) = (p.levels.first()?.get(), p.levels.get(1)?.get());
+                Some(cycle_profit(buy, sell, p.size.get(), rates.maker))
+            }
+            Self::Conditional(_) | Self::StopLoss(_) => None,
+        }
     }
 
     /// Whether it wants a [`BotInput::Market`] for every trade on its product.

@@ -144,17 +144,8 @@ impl RangeBot {
     /// Expected profit of one cycle at maker fees: `(sell − buy) × size − fees`, and
     /// that as a percentage of the buy cost.
     pub fn theoretical_cycle_profit(&self, rates: FeeRates) -> (Decimal, Decimal) {
-        let size = self.params.size.get();
-        let cost = self.params.buy.get() * size;
-        let proceeds = self.params.sell.get() * size;
-        let fees = (cost + proceeds) * rates.maker;
-        let profit = proceeds - cost - fees;
-        let pct = if cost.is_zero() {
-            Decimal::ZERO
-        } else {
-            (profit / cost * Decimal::ONE_HUNDRED).round_dp(4)
-        };
-        (profit, pct)
+        let p = &self.params;
+        super::cycle_profit(p.buy.get(), p.sell.get(), p.size.get(), rates.maker)
     }
 
     /// The next order the bot would place on `leg`, from the current step.

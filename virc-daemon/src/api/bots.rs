@@ -99,10 +99,10 @@ impl Bots for BotsService {
 
     async fn check_rule(
         &self,
-        _: Request<pb::CheckRuleRequest>,
+        request: Request<pb::CheckRuleRequest>,
     ) -> Result<Response<pb::CheckRuleResponse>, Status> {
-        Err(Status::unimplemented(
-            "rules come with conditional bots, which this build does not have yet",
+        Ok(Response::new(
+            self.runtime.check_rule(request.into_inner()).await?,
         ))
     }
 }

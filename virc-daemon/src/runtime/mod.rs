@@ -31,9 +31,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use virc_core::{
-    bot::{BotInput, BotStatus, Command, RangeBot},
+    book::L2Book,
+    bot::{BotInput, BotStatus, Command, Env, Machine, OrderIntent, OrderKind},
     ids::BotId,
+    market::{Analyst, MarketView},
     order::{CancelReason, DoneReason, OrderRequest, OrderStatus, Side},
+    rule::{Rule, Syntax},
 };
 use virc_proto::v1::{self as pb, event::Payload};
 
@@ -51,42 +54,22 @@ pub use convert::dec;
 /// `virc bot show` lists at most this many history lines (the event log has all).
 const HISTORY: usize = 200;
 
-/// A bot kind's state machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Machine {
-    /// A range bot.
-    Range(RangeBot),
+/// The runtime's own view of one product's market, fed by the same inputs
+/// as the market actor's. Rules read it as of the trade a bot reacts to,
+/// so a replay at any speed decides exactly as live would have; sharing the
+/// market actor's state instead would show bots a market running ahead.
+#[derive(Debug, Default)]
+struct Mirror {
+    analyst: Analyst,
+    book: L2Book,
 }
 
-impl Machine {
-    fn step(&mut self, input: BotInput, now: i64) -> Vec<Command> {
-        match self {
-            Self::Range(b) => b.step(input, now),
-        }
-    }
-
-    fn status(&self) -> BotStatus {
-        match self {
-            Self::Range(b) => b.status(),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Range(_) => "range",
-        }
-    }
-
-    fn product_id(&self) -> &str {
-        match self {
-            Self::Range(b) => &b.params().product_id,
-        }
-    }
-
-    fn working(&self) -> Option<&virc_core::bot::Working> {
-        match self {
-            Self::Range(b) => b.working(),
+impl Mirror {
+    fn view(&self) -> MarketView<'_> {
+        MarketView {
+            analyst: &self.analyst,
+            bid: self.book.best_bid().map(|(p, _)| p.get()),
+            ask: self.book.best_ask().map(|(p, _)| p.get()),
         }
     }
 }
@@ -168,6 +151,7 @@ enum Request {
     Exchanges(oneshot::Sender<Vec<pb::ExchangeInfo>>),
     Counts(oneshot::Sender<BTreeMap<&'static str, u32>>),
     TickLatency(oneshot::Sender<Vec<std::time::Duration>>),
+    CheckRule(pb::CheckRuleRequest, Answer<pb::CheckRuleResponse>),
 }
 
 /// How many tick-to-command samples the runtime keeps.
@@ -282,6 +266,14 @@ impl RuntimeHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// Evaluates a rule against the market as the bots see it.
+    pub async fn check_rule(
+        &self,
+        req: pb::CheckRuleRequest,
+    ) -> Result<pb::CheckRuleResponse, ServiceError> {
+        ask!(self, CheckRule, req)
+    }
+
     /// Recent tick-to-command latencies: from a market input arriving in the
     /// runtime to an order it caused being accepted by the exchange.
     pub async fn tick_latency(&self) -> Vec<std::time::Duration> {
@@ -318,6 +310,7 @@ pub struct Runtime {
     default_exchange: String,
     bots: BTreeMap<BotId, BotRecord>,
     names: BTreeMap<String, BotId>,
+    markets: BTreeMap<String, Mirror>,
     store: Store,
     records: Records,
     history: Records,
@@ -367,6 +360,7 @@ impl Runtime {
                 default_exchange,
                 bots,
                 names,
+                markets: BTreeMap::new(),
                 store,
                 records,
                 history,
@@ -490,6 +484,9 @@ impl Runtime {
             Request::TickLatency(reply) => {
                 let _ = reply.send(self.tick_latency.iter().copied().collect());
             }
+            Request::CheckRule(req, reply) => {
+                let _ = reply.send(self.check_rule(&req));
+            }
             Request::Counts(reply) => {
                 let mut counts = BTreeMap::new();
                 for b in self.bots.values() {
@@ -551,6 +548,18 @@ impl Runtime {
     }
 
     async fn on_market_inner(&mut self, input: Input) {
+        let mirror = self.markets.entry(input.product().to_owned()).or_default();
+        match &input {
+            Input::Trade(_, t, _) => {
+                mirror.analyst.on_trade(t);
+            }
+            Input::L2(_, changes) => {
+                for (side, price, size) in changes {
+                    mirror.book.apply(*side, *price, *size);
+                }
+            }
+            Input::Snapshot(_, book) => mirror.book = book.clone(),
+        }
         let mut all = Vec::new();
         for venue in self.venues.values_mut() {
             let x = &mut venue.exchange;
@@ -576,6 +585,50 @@ impl Runtime {
                 tracing::error!(error = %e, "Bot step failed");
             }
         }
+        // Then the bots that watch the market see the trade, after its fills.
+        if let Input::Trade(product, t, _) = &input {
+            let queue: VecDeque<_> = self
+                .bots
+                .values()
+                .filter(|b| {
+                    b.machine.status() == BotStatus::Running
+                        && b.machine.wants_market()
+                        && b.machine.product_id() == product
+                })
+                .map(|b| (b.id, BotInput::Market { price: t.price }))
+                .collect();
+            if !queue.is_empty()
+                && let Err(e) = self.run_queue(queue).await
+            {
+                tracing::error!(error = %e, "Bot step failed");
+            }
+        }
+    }
+
+    fn check_rule(
+        &self,
+        req: &pb::CheckRuleRequest,
+    ) -> Result<pb::CheckRuleResponse, ServiceError> {
+        let syntax = rule_syntax(req.syntax);
+        let rule = Rule::parse(&req.rule, syntax)
+            .map_err(|e| ServiceError::Invalid(format!("rule `{}`: {e}", req.rule)))?;
+        let known = self
+            .venues
+            .values()
+            .any(|v| v.exchange.catalogue().get(&req.product_id).is_some());
+        if !known {
+            return Err(ServiceError::NotFound(format!(
+                "unknown product `{}`; `virc products` lists what the daemon trades",
+                req.product_id
+            )));
+        }
+        let mirror = self.markets.get(&req.product_id);
+        let empty = Mirror::default();
+        let view = mirror.unwrap_or(&empty).view();
+        Ok(pb::CheckRuleResponse {
+            value: rule.eval(&view) == Some(true),
+            variables: rule.readings(&view).into_iter().collect(),
+        })
     }
 
     /// Publishes order and fill events and queues the owning bots' inputs.
@@ -651,7 +704,14 @@ impl Runtime {
                 continue;
             };
             let before = rec.machine.status();
-            let commands = rec.machine.step(input, now);
+            let commands = {
+                let view = self.markets.get(rec.machine.product_id()).map(Mirror::view);
+                let env = Env {
+                    now,
+                    market: view.as_ref().map(|v| v as &dyn virc_core::rule::Values),
+                };
+                rec.machine.step(input, &env)
+            };
             rec.updated_at = now;
             self.save(id)?;
             if commands.is_empty() {
@@ -700,18 +760,7 @@ impl Runtime {
         let now = self.now();
         match cmd {
             Command::Place(intent) => {
-                let req = OrderRequest {
-                    client_oid: Some(intent.client_oid),
-                    order_type: Some("limit".into()),
-                    side: Some(match intent.side {
-                        Side::Buy => "buy".into(),
-                        Side::Sell => "sell".into(),
-                    }),
-                    product_id: product,
-                    price: Some(intent.price.to_string()),
-                    size: Some(intent.size.to_string()),
-                    ..OrderRequest::default()
-                };
+                let req = order_request(&intent, product);
                 let Some(venue) = self.venues.get_mut(&exchange) else {
                     tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
                     return Ok(());
@@ -779,10 +828,8 @@ impl Runtime {
             }
             Command::Status { status, reason } => {
                 let from = std::mem::replace(status_from, status);
-                if status.is_final()
-                    && let Some(v) = self.venues.get_mut(&exchange)
-                {
-                    v.exchange.release(id)?;
+                if status.is_final() {
+                    self.hand_over(id, &exchange, queue)?;
                 }
                 self.events
                     .emit(Draft {
@@ -803,12 +850,98 @@ impl Runtime {
                 .await?;
             }
             Command::Note(text) => self.note(id, text, true).await?,
+            Command::Fired { text, values } => {
+                self.note_with(id, text, values.into_iter().collect(), true)
+                    .await?;
+            }
+            Command::StopBot(target) => self.stop_guarded(id, target, queue).await?,
+        }
+        Ok(())
+    }
+
+    /// A stop-loss stops the bot it guards; the guard hears back when it has stopped.
+    async fn stop_guarded(
+        &mut self,
+        guard: BotId,
+        target: BotId,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) -> Result<(), ServiceError> {
+        let guard_name = self
+            .bots
+            .get(&guard)
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
+        match self.bots.get(&target).map(|b| b.machine.status()) {
+            Some(s) if !s.is_final() => {
+                self.note(
+                    target,
+                    format!("stop-loss bot {guard_name} triggered: stopping"),
+                    true,
+                )
+                .await?;
+                queue.push_back((target, BotInput::Stop));
+            }
+            // Gone or already final: it holds nothing any more.
+            _ => queue.push_back((
+                guard,
+                BotInput::GuardStopped {
+                    holdings: rust_decimal::Decimal::ZERO,
+                },
+            )),
+        }
+        Ok(())
+    }
+
+    /// When a bot is final: its reservations go back, except the base it
+    /// holds, which passes to a stop-loss waiting on it.
+    fn hand_over(
+        &mut self,
+        id: BotId,
+        exchange: &str,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) -> Result<(), ServiceError> {
+        let guard = self.bots.values().find_map(|b| match &b.machine {
+            Machine::StopLoss(s)
+                if s.params().guard == Some(id)
+                    && s.phase() == virc_core::bot::stop_loss::Phase::Guarding =>
+            {
+                Some((b.id, s.params().base.clone()))
+            }
+            _ => None,
+        });
+        let Some(v) = self.venues.get_mut(exchange) else {
+            return Ok(());
+        };
+        let held = guard
+            .as_ref()
+            .map(|(_, base)| v.exchange.wallet().reserved(id, base))
+            .unwrap_or_default();
+        v.exchange.release(id)?;
+        if let Some((guard, base)) = guard {
+            if !held.is_zero() {
+                v.exchange
+                    .reserve(guard, &base, held)
+                    .map_err(|e| ServiceError::Internal(format!("handing holdings over: {e}")))?;
+            }
+            queue.push_back((guard, BotInput::GuardStopped { holdings: held }));
         }
         Ok(())
     }
 
     /// Records a history line (and, with `event`, a `bot_step` event).
     async fn note(&mut self, id: BotId, text: String, event: bool) -> Result<(), ServiceError> {
+        self.note_with(id, text, std::collections::HashMap::default(), event)
+            .await
+    }
+
+    /// Records a history line with the values behind it (a rule that fired).
+    async fn note_with(
+        &mut self,
+        id: BotId,
+        text: String,
+        values: std::collections::HashMap<String, String>,
+        event: bool,
+    ) -> Result<(), ServiceError> {
         let product = self
             .bots
             .get(&id)
@@ -821,7 +954,7 @@ impl Runtime {
                     product_id: product,
                     payload: Payload::BotStep(pb::BotStep {
                         description: text.clone(),
-                        values: std::collections::HashMap::default(),
+                        values: values.clone(),
                     }),
                 })
                 .await
@@ -830,6 +963,13 @@ impl Runtime {
             self.events.bounds().await.map_or(0, |(_, head)| head)
         };
         let now = self.now();
+        let description = if values.is_empty() {
+            text
+        } else {
+            let mut v: Vec<_> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            v.sort();
+            format!("{text} ({})", v.join(", "))
+        };
         if let Some(rec) = self.bots.get_mut(&id) {
             rec.history_len += 1;
             let key = [id.0.as_bytes().as_slice(), &rec.history_len.to_be_bytes()].concat();
@@ -837,7 +977,7 @@ impl Runtime {
                 &key,
                 &HistoryEntry {
                     time: now,
-                    description: text,
+                    description,
                     seq,
                 },
             )?;
@@ -850,7 +990,7 @@ impl Runtime {
         let (Some(rec), Some(cid)) = (self.bots.get(&id), view.client_oid()) else {
             return;
         };
-        let Some(w) = rec.machine.working().filter(|w| w.intent.client_oid == cid) else {
+        let Some(w) = rec.machine.working_for(cid) else {
             return;
         };
         if w.order_id.is_none() {
@@ -923,42 +1063,43 @@ impl Runtime {
             return Ok(());
         };
         let mut queue = VecDeque::new();
-        match rec.machine.working().cloned() {
-            Some(w) => {
-                let found = self
-                    .venues
-                    .get(&rec.exchange)
-                    .map(|v| v.exchange.order(Target::Client(w.intent.client_oid)))
-                    .transpose()?
-                    .flatten();
-                match found {
-                    Some(view) => self.catch_up(id, &view, &mut queue),
-                    None if w.cancel_requested => queue.push_back((
+        let working: Vec<_> = rec.machine.working().into_iter().cloned().collect();
+        let exchange = rec.exchange.clone();
+        for w in working {
+            let found = self
+                .venues
+                .get(&exchange)
+                .map(|v| v.exchange.order(Target::Client(w.intent.client_oid)))
+                .transpose()?
+                .flatten();
+            match found {
+                Some(view) => self.catch_up(id, &view, &mut queue),
+                None if w.cancel_requested => queue.push_back((
+                    id,
+                    BotInput::Done {
+                        client_oid: w.intent.client_oid,
+                        reason: DoneReason::Canceled(CancelReason::User),
+                    },
+                )),
+                None => {
+                    // Written ahead but never sent: send it now, under the same id.
+                    let mut status = self.bots[&id].machine.status();
+                    self.note(
                         id,
-                        BotInput::Done {
-                            client_oid: w.intent.client_oid,
-                            reason: DoneReason::Canceled(CancelReason::User),
-                        },
-                    )),
-                    None => {
-                        // Written ahead but never sent: send it now, under the same id.
-                        let mut status = rec.machine.status();
-                        self.note(
-                            id,
-                            format!(
-                                "restart: placing the order it had decided on ({})",
-                                w.intent.client_oid
-                            ),
-                            true,
-                        )
+                        format!(
+                            "restart: placing the order it had decided on ({})",
+                            w.intent.client_oid
+                        ),
+                        true,
+                    )
+                    .await?;
+                    self.perform(id, Command::Place(w.intent), &mut status, &mut queue)
                         .await?;
-                        self.perform(id, Command::Place(w.intent), &mut status, &mut queue)
-                            .await?;
-                    }
                 }
             }
-            None => queue.push_back((id, BotInput::Started)),
         }
+        // Then the bot itself picks up where it was (a first order, owed orders, an exit).
+        queue.push_back((id, BotInput::Started));
         self.run_queue(queue).await
     }
 
@@ -1058,9 +1199,10 @@ impl Runtime {
             return pb::Bot::default();
         };
         let venue = self.venues.get(&rec.exchange);
-        let current_order = rec
-            .machine
-            .working()
+        let m = &rec.machine;
+        let working = m.working();
+        let current_order = working
+            .first()
             .filter(|_| view != View::List)
             .and_then(|w| {
                 let x = &venue?.exchange;
@@ -1073,44 +1215,41 @@ impl Runtime {
                     .flatten()
                     .map(|o| convert::order(&o, &rec.exchange))
             });
-        let Machine::Range(b) = &rec.machine;
-        let rates = venue.map(|v| v.exchange.rates());
-        let (theo, theo_pct) = rates
-            .map(|r| b.theoretical_cycle_profit(r))
-            .unwrap_or_default();
+        let theo = venue.and_then(|v| m.theoretical_cycle_profit(v.exchange.rates()));
+        let quote = m.quote();
         // What is set aside for the bot in quote: its free reservation plus
-        // what its open order holds.
+        // what its open orders hold.
         let reserved = venue
             .map(|v| {
                 let w = v.exchange.wallet();
-                let held = b
-                    .working()
-                    .and_then(|wk| wk.order_id)
-                    .and_then(|o| w.hold(o))
-                    .filter(|h| h.currency == b.params().quote)
+                let held: rust_decimal::Decimal = working
+                    .iter()
+                    .filter_map(|wk| wk.order_id)
+                    .filter_map(|o| w.hold(o))
+                    .filter(|h| h.currency == quote)
                     .map(|h| h.amount)
-                    .unwrap_or_default();
-                w.reserved(id, &b.params().quote) + held
+                    .sum();
+                w.reserved(id, quote) + held
             })
             .unwrap_or_default();
-        let a = b.account();
+        let a = m.account();
         pb::Bot {
             id: id.to_string(),
             name: rec.name.clone(),
             spec: (view != View::List).then(|| create::spec_of(rec)),
-            status: wire_status(b.status()),
-            status_reason: b.reason().to_owned(),
+            status: wire_status(m.status()),
+            status_reason: m.reason().to_owned(),
             exchange: rec.exchange.clone(),
-            product_id: b.params().product_id.clone(),
-            current_step: b.describe_step(),
+            product_id: m.product_id().to_owned(),
+            current_step: m.describe_step(),
             current_order,
             pnl: Some(pb::BotPnl {
-                currency: b.params().quote.clone(),
+                currency: quote.to_owned(),
                 reserved: dec(reserved),
                 fees_paid: dec(a.fees_paid),
                 realized_profit: dec(a.realized),
-                theoretical_cycle_profit: dec(theo),
-                theoretical_cycle_profit_pct: dec(theo_pct),
+                theoretical_cycle_profit: theo.map(|t| dec(t.0)).unwrap_or_default(),
+                theoretical_cycle_profit_pct: theo.map(|t| dec(t.1)).unwrap_or_default(),
                 cycles: a.cycles,
             }),
             created_at: Some(to_timestamp(rec.created_at)),
@@ -1269,6 +1408,44 @@ impl Runtime {
             limit,
         )?;
         Ok(fills.iter().map(|f| convert::fill(f, &name)).collect())
+    }
+}
+
+/// The exchange request for a bot's order intent.
+fn order_request(intent: &OrderIntent, product_id: String) -> OrderRequest {
+    let side = match intent.side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    };
+    let mut req = OrderRequest {
+        client_oid: Some(intent.client_oid),
+        order_type: Some("limit".into()),
+        side: Some(side.into()),
+        product_id,
+        price: Some(intent.price.to_string()),
+        size: Some(intent.size.to_string()),
+        ..OrderRequest::default()
+    };
+    match intent.kind {
+        OrderKind::Limit => {}
+        OrderKind::Market => {
+            req.order_type = Some("market".into());
+            req.price = None;
+        }
+        OrderKind::StopLoss { stop } => {
+            req.stop = Some("loss".into());
+            req.stop_price = Some(stop.to_string());
+        }
+    }
+    req
+}
+
+/// The rule syntax a request asks for (unset: infix).
+pub fn rule_syntax(wire: i32) -> Syntax {
+    if wire == pb::RuleSyntax::Jsonlogic as i32 {
+        Syntax::JsonLogic
+    } else {
+        Syntax::Infix
     }
 }
 
