@@ -4,6 +4,7 @@
 mod client;
 mod error;
 mod output;
+mod spec;
 mod trade;
 
 use std::{io::Write, path::PathBuf, process::ExitCode};
@@ -105,6 +106,9 @@ enum Command {
     Fills(trade::FillsArgs),
     /// List the exchange connections: kind, state, endpoint (* marks the default).
     Exchanges,
+    /// Check a rule of the conditional bots' language against the live market.
+    #[command(subcommand)]
+    Rule(trade::RuleCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -235,6 +239,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Fills(args) => {
             trade::fills(client::connect(&target).await?, args, cli.json, &mut out).await
+        }
+        Command::Rule(cmd) => {
+            trade::rule(client::connect(&target).await?, cmd, cli.json, &mut out).await
         }
         Command::Exchanges => {
             trade::exchanges(client::connect(&target).await?, cli.json, &mut out).await

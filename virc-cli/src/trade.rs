@@ -1,18 +1,17 @@
 //! Trading commands: `virc bot ...`, `virc order ...`, `virc balances`,
 //! `virc fills`, `virc exchanges`.
 
-use std::{io::Write, path::PathBuf};
+use std::io::Write;
 
 use crate::client::Conn as Channel;
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use virc_proto::v1::{
-    self as pb, account_client::AccountClient, bot_spec::Kind, bots_client::BotsClient,
+    self as pb, account_client::AccountClient, bots_client::BotsClient,
     orders_client::OrdersClient, system_client::SystemClient,
 };
 
-use crate::{error::CliError, output};
+use crate::{error::CliError, output, spec};
 
 /// `virc bot ...`
 #[derive(Debug, Subcommand)]
@@ -20,7 +19,7 @@ pub enum BotCommand {
     /// Create and start a bot.
     Create {
         #[command(subcommand)]
-        kind: CreateKind,
+        kind: spec::CreateKind,
     },
     /// List bots: status, current step, cycles and realized profit.
     List {
@@ -107,163 +106,6 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not FIELD=VALUE, for example size=0.02"))
 }
 
-/// Bot kinds to create.
-#[derive(Debug, Subcommand)]
-pub enum CreateKind {
-    /// Buy at one price, sell at a higher one, optionally looping.
-    Range(RangeArgs),
-}
-
-/// Where a bot trades and what it is called.
-#[derive(Debug, Args)]
-pub struct Common {
-    /// Unique name (default: generated, like range-1).
-    #[arg(long)]
-    name: Option<String>,
-    /// Exchange connection (see `virc exchanges`; default: the daemon's default).
-    #[arg(long, conflicts_with_all = ["paper", "live"])]
-    exchange: Option<String>,
-    /// Shorthand for --exchange paper.
-    #[arg(long, conflicts_with = "live")]
-    paper: bool,
-    /// Shorthand for --exchange live.
-    #[arg(long)]
-    live: bool,
-    /// If a bot with this --name exists, print it and succeed (for cron).
-    #[arg(long, requires = "name")]
-    if_absent: bool,
-}
-
-impl Common {
-    fn exchange(&self) -> String {
-        match (&self.exchange, self.paper, self.live) {
-            (Some(x), _, _) => x.clone(),
-            (None, true, _) => "paper".into(),
-            (None, _, true) => "live".into(),
-            _ => String::new(),
-        }
-    }
-}
-
-/// `virc bot create range`
-#[derive(Debug, Args)]
-pub struct RangeArgs {
-    /// Product, for example BTC-USD.
-    #[arg(long, required_unless_present = "spec")]
-    product: Option<String>,
-    /// Base size of each buy, for example 0.01.
-    #[arg(long, required_unless_present = "spec")]
-    size: Option<String>,
-    /// Buy limit price.
-    #[arg(long, required_unless_present = "spec")]
-    buy: Option<String>,
-    /// Sell limit price.
-    #[arg(long, required_unless_present = "spec")]
-    sell: Option<String>,
-    /// Start again after each sell, until stopped.
-    #[arg(long = "loop")]
-    looping: bool,
-    /// Start with the sell (you already hold the base currency).
-    #[arg(long)]
-    begin_sell: bool,
-    /// Accept a sell price at or below the buy price.
-    #[arg(long)]
-    force: bool,
-    /// Read the spec from a TOML or JSON file instead of the flags above.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["product", "size", "buy", "sell"])]
-    spec: Option<PathBuf>,
-    #[command(flatten)]
-    common: Common,
-}
-
-/// A bot spec file (TOML or JSON). Decimals are strings, so no float ever
-/// touches a price: `buy = "450.25"`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecFile {
-    kind: String,
-    name: Option<String>,
-    exchange: Option<String>,
-    product: String,
-    size: String,
-    buy: String,
-    sell: String,
-    #[serde(default, rename = "loop")]
-    looping: bool,
-    #[serde(default)]
-    begin_with_sell: bool,
-    #[serde(default)]
-    force: bool,
-}
-
-fn read_spec(path: &PathBuf) -> Result<SpecFile, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Usage(format!("cannot read spec file {}: {e}", path.display())))?;
-    let is_json = path.extension().is_some_and(|e| e == "json");
-    let spec: SpecFile = if is_json {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        toml::from_str(&text).map_err(|e| e.to_string())
-    }
-    .map_err(|e| CliError::Usage(format!("invalid spec file {}: {e}", path.display())))?;
-    if spec.kind != "range" {
-        return Err(CliError::Usage(format!(
-            "spec file {}: kind `{}` is not available; use kind = \"range\"",
-            path.display(),
-            spec.kind
-        )));
-    }
-    Ok(spec)
-}
-
-fn range_request(a: &RangeArgs) -> Result<pb::CreateBotRequest, CliError> {
-    let c = &a.common;
-    let (spec_name, spec_exchange, range) = match &a.spec {
-        Some(path) => {
-            let f = read_spec(path)?;
-            (
-                f.name,
-                f.exchange,
-                pb::RangeSpec {
-                    product_id: f.product,
-                    size: f.size,
-                    buy_price: f.buy,
-                    sell_price: f.sell,
-                    r#loop: f.looping,
-                    begin_with_sell: f.begin_with_sell,
-                    force: f.force,
-                },
-            )
-        }
-        None => (
-            None,
-            None,
-            pb::RangeSpec {
-                product_id: a.product.clone().unwrap_or_default(),
-                size: a.size.clone().unwrap_or_default(),
-                buy_price: a.buy.clone().unwrap_or_default(),
-                sell_price: a.sell.clone().unwrap_or_default(),
-                r#loop: a.looping,
-                begin_with_sell: a.begin_sell,
-                force: a.force,
-            },
-        ),
-    };
-    let exchange = c.exchange();
-    Ok(pb::CreateBotRequest {
-        spec: Some(pb::BotSpec {
-            name: c.name.clone().or(spec_name).unwrap_or_default(),
-            exchange: if exchange.is_empty() {
-                spec_exchange.unwrap_or_default()
-            } else {
-                exchange
-            },
-            kind: Some(Kind::Range(range)),
-        }),
-        if_absent: c.if_absent,
-    })
-}
-
 fn money(v: &str, currency: &str) -> String {
     if v.is_empty() {
         "-".into()
@@ -335,22 +177,11 @@ fn order_line(o: &pb::Order) -> String {
 
 fn bot_show(out: &mut impl Write, b: &pb::Bot) -> std::io::Result<()> {
     let pnl = b.pnl.clone().unwrap_or_default();
-    let spec = match b.spec.as_ref().and_then(|s| s.kind.as_ref()) {
-        Some(Kind::Range(r)) => format!(
-            "range {} size {} buy {} sell {}{}{}",
-            r.product_id,
-            r.size,
-            r.buy_price,
-            r.sell_price,
-            if r.r#loop { ", looping" } else { ", one cycle" },
-            if r.begin_with_sell {
-                ", sell first"
-            } else {
-                ""
-            }
-        ),
-        _ => b.kind.clone(),
-    };
+    let spec = b
+        .spec
+        .as_ref()
+        .and_then(|s| s.kind.as_ref())
+        .map_or_else(|| b.kind.clone(), spec::describe);
     let status = if b.status_reason.is_empty() {
         output::bot_status(b.status)
     } else {
@@ -376,11 +207,15 @@ fn bot_show(out: &mut impl Write, b: &pb::Bot) -> std::io::Result<()> {
             ("fees paid", money(&pnl.fees_paid, &pnl.currency)),
             (
                 "per cycle",
-                format!(
-                    "{} ({}%) expected, net of maker fees",
-                    money(&pnl.theoretical_cycle_profit, &pnl.currency),
-                    pnl.theoretical_cycle_profit_pct
-                ),
+                if pnl.theoretical_cycle_profit.is_empty() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{} ({}%) expected, net of maker fees",
+                        money(&pnl.theoretical_cycle_profit, &pnl.currency),
+                        pnl.theoretical_cycle_profit_pct
+                    )
+                },
             ),
             ("reserved", money(&pnl.reserved, &pnl.currency)),
             ("created", output::time(b.created_at.as_ref())),
@@ -414,10 +249,8 @@ pub async fn bot(
 ) -> Result<(), CliError> {
     let mut c = BotsClient::new(conn);
     match cmd {
-        BotCommand::Create {
-            kind: CreateKind::Range(args),
-        } => {
-            let r = c.create(range_request(&args)?).await?.into_inner();
+        BotCommand::Create { kind } => {
+            let r = c.create(kind.request()?).await?.into_inner();
             let bot = r.bot.unwrap_or_default();
             if json {
                 let mut v = output::bot_json(&bot);
@@ -456,7 +289,10 @@ pub async fn bot(
                     Value::Array(bots.iter().map(output::bot_json).collect())
                 )?;
             } else if bots.is_empty() {
-                writeln!(out, "no bots; create one with `virc bot create range ...`")?;
+                writeln!(
+                    out,
+                    "no bots; create one with `virc bot create range|grid|stop-loss|conditional ...`"
+                )?;
             } else {
                 bots_table(out, &bots)?;
             }
@@ -469,6 +305,7 @@ pub async fn bot(
                     .current_order
                     .as_ref()
                     .map_or(Value::Null, output::order_json);
+                v["spec"] = b.spec.as_ref().map_or(Value::Null, spec::to_json);
                 writeln!(out, "{v}")?;
             } else {
                 bot_show(out, &b)?;
@@ -1091,5 +928,69 @@ pub async fn exchanges(conn: Channel, json: bool, out: &mut impl Write) -> Resul
         &rows,
         &[],
     )?;
+    Ok(())
+}
+
+/// `virc rule ...`
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Evaluate a rule against a product's current market and print every value it reads.
+    Check {
+        /// The rule: 'p60.rsi14 >= 70 and ticker.price > p60.bb_up', or JsonLogic ('{"and": [...]}').
+        rule: String,
+        /// Product whose market data the rule reads.
+        #[arg(long)]
+        product: String,
+    },
+}
+
+/// Runs `virc rule ...`.
+pub async fn rule(
+    conn: Channel,
+    cmd: RuleCommand,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let RuleCommand::Check { rule, product } = cmd;
+    let syntax = if rule.trim_start().starts_with('{') {
+        pb::RuleSyntax::Jsonlogic
+    } else {
+        pb::RuleSyntax::Infix
+    };
+    let r = BotsClient::new(conn)
+        .check_rule(pb::CheckRuleRequest {
+            rule: rule.clone(),
+            syntax: syntax as i32,
+            product_id: product.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut vars: Vec<(String, String)> = r.variables.into_iter().collect();
+    vars.sort();
+    if json {
+        let variables: serde_json::Map<String, Value> = vars
+            .iter()
+            .map(|(k, v)| {
+                let v = if v == "n/a" { Value::Null } else { json!(v) };
+                (k.clone(), v)
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"rule": rule, "product_id": product, "value": r.value, "variables": variables})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} on {product}: {}",
+            rule,
+            if r.value { "true" } else { "false" }
+        )?;
+        if !vars.is_empty() {
+            let rows: Vec<Vec<String>> = vars.into_iter().map(|(k, v)| vec![k, v]).collect();
+            output::table(out, &["VARIABLE", "VALUE"], &rows, &[1])?;
+        }
+    }
     Ok(())
 }
