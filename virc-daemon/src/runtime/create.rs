@@ -492,34 +492,27 @@ fn conditional_checked(
         let Step::Order { side, size, price } = step else {
             continue;
         };
-        let est = match price {
-            PriceSpec::Absolute(p) => *p,
+        // The price the order would get now, and for a buy's reservation a
+        // little headroom when the price follows the market.
+        let (now, est) = match price {
+            PriceSpec::Absolute(p) => (Some(*p), *p),
             spec => {
                 let last = m.last("market-relative prices need one to estimate what to reserve")?;
-                let p = spec
+                let now = spec
                     .resolve(last, product.quote_increment)
-                    .map_err(|e| ServiceError::Invalid(format!("step {}: {e}", i + 1)))?
-                    .unwrap_or(last);
-                match side {
+                    .map_err(|e| ServiceError::Invalid(format!("step {}: {e}", i + 1)))?;
+                let p = now.unwrap_or(last);
+                let est = match side {
                     Side::Buy => Price::new(
                         p.get() * (Decimal::ONE + BUY_HEADROOM_PCT / Decimal::ONE_HUNDRED),
                     )
                     .unwrap_or(p),
                     Side::Sell => p,
-                }
+                };
+                (now, est)
             }
         };
-        let limit = match price {
-            PriceSpec::Market => None,
-            _ => Some(est),
-        };
-        check_order(
-            product,
-            &format!("step {} order", i + 1),
-            *side,
-            limit,
-            *size,
-        )?;
+        check_order(product, &format!("step {} order", i + 1), *side, now, *size)?;
         match side {
             Side::Buy => {
                 quote -= m.buy_cost(est, *size);

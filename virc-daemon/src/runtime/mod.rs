@@ -1073,6 +1073,18 @@ impl Runtime {
                 .transpose()?
                 .flatten();
             match found {
+                // Its cancel was decided, maybe never sent: send it (again).
+                Some(view) if w.cancel_requested && !view.order.status.is_terminal() => {
+                    self.catch_up(id, &view, &mut queue);
+                    let mut status = self.bots[&id].machine.status();
+                    self.perform(
+                        id,
+                        Command::Cancel(w.intent.client_oid),
+                        &mut status,
+                        &mut queue,
+                    )
+                    .await?;
+                }
                 Some(view) => self.catch_up(id, &view, &mut queue),
                 None if w.cancel_requested => queue.push_back((
                     id,
