@@ -1,7 +1,9 @@
 //! The crash harness: kills the daemon with SIGKILL at random moments while
-//! several looping range bots trade on the simulated exchange, restarts it,
-//! and checks against the exchange's own record that no order was lost or
-//! placed twice and that every bot's ledger matches its fills.
+//! bots of every kind trade on the simulated exchange (three looping range
+//! bots, a grid, a looping conditional bot and a trailing stop-loss whose
+//! stop rests on the exchange), restarts it, and checks against the
+//! exchange's own record that no order was lost or placed twice and that
+//! every bot's ledger matches its fills.
 //!
 //! The suite runs a few rounds; a long run is
 //! `VIRC_CRASH_ROUNDS=200 cargo test --release -p virc-daemon --test crash -- --nocapture`
@@ -90,8 +92,76 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// Checks one bot against the exchange's record; returns its completed cycles.
+/// Checks any bot against the exchange's record: every intent, numbered
+/// from 1 without a gap, is exactly one order (none lost, none doubled),
+/// its fills add up to it, and the bot's fees are its fills' fees.
+async fn check_intents(ch: &Channel, bot: &pb::Bot) -> Vec<pb::Order> {
+    let bot_id = BotId::parse(&bot.id).unwrap();
+    let orders = OrdersClient::new(ch.clone())
+        .list(pb::ListOrdersRequest {
+            bot_id: bot.id.clone(),
+            statuses: vec![
+                pb::OrderStatus::Pending as i32,
+                pb::OrderStatus::Open as i32,
+                pb::OrderStatus::Done as i32,
+                pb::OrderStatus::Rejected as i32,
+            ],
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    let fills = AccountClient::new(ch.clone())
+        .fills(pb::FillsRequest {
+            bot_id: bot.id.clone(),
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fills;
+    let mut in_order = Vec::new();
+    for step in 1..=orders.len() as u64 {
+        let cid = ClientOid::for_intent(bot_id, step, 0).to_string();
+        let placed: Vec<&pb::Order> = orders.iter().filter(|o| o.client_oid == cid).collect();
+        assert_eq!(
+            placed.len(),
+            1,
+            "bot {} step {step}: {} orders for one intent (lost or duplicated)",
+            bot.name,
+            placed.len()
+        );
+        let o = placed[0];
+        let size: Decimal = fills
+            .iter()
+            .filter(|f| f.order_id == o.id)
+            .map(|f| d(&f.size))
+            .sum();
+        assert_eq!(size, d(&o.filled_size), "fills add up to the order");
+        in_order.push(o.clone());
+    }
+    let fees: Decimal = fills.iter().map(|f| d(&f.fee)).sum();
+    let pnl = bot.pnl.clone().unwrap();
+    assert_eq!(d(&pnl.fees_paid), fees, "bot {} fees", bot.name);
+    assert!(
+        in_order
+            .iter()
+            .all(|o| o.status == pb::OrderStatus::Done as i32
+                || o.status == pb::OrderStatus::Rejected as i32),
+        "bot {} stopped with orders on the book",
+        bot.name
+    );
+    in_order
+}
+
+/// Checks a bot whose orders alternate buy, sell (range and the
+/// conditional program here): its cycles and realized profit from the
+/// fills; returns its completed cycles.
 async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
+    check_intents(ch, bot).await;
     let bot_id = BotId::parse(&bot.id).unwrap();
     let orders = OrdersClient::new(ch.clone())
         .list(pb::ListOrdersRequest {
@@ -223,6 +293,72 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_order() {
         .await
         .unwrap();
     }
+    let grid = Kind::Grid(pb::GridSpec {
+        product_id: "BTC-USD".into(),
+        lower_price: "95".into(),
+        upper_price: "105".into(),
+        levels: 5,
+        spacing: pb::GridSpacing::Arithmetic as i32,
+        sizing: Some(pb::grid_spec::Sizing::SizePerLevel("0.06".into())),
+        stop_loss_price: String::new(),
+        take_profit_price: String::new(),
+    });
+    let step = |s: pb::conditional_step::Step| pb::ConditionalStep { step: Some(s) };
+    let order = |side: pb::Side| {
+        step(pb::conditional_step::Step::Order(pb::ConditionalOrder {
+            side: side as i32,
+            size: "0.06".into(),
+            price: "mkt".into(),
+        }))
+    };
+    let when = |rule: &str| {
+        step(pb::conditional_step::Step::When(pb::RuleCondition {
+            rule: rule.into(),
+            syntax: pb::RuleSyntax::Infix as i32,
+        }))
+    };
+    let conditional = Kind::Conditional(pb::ConditionalSpec {
+        steps: vec![
+            when("ticker.price <= 95"),
+            order(pb::Side::Buy),
+            when("ticker.price >= 105"),
+            order(pb::Side::Sell),
+        ],
+        r#loop: true,
+        product_id: "BTC-USD".into(),
+    });
+    let stop_loss = Kind::StopLoss(pb::StopLossSpec {
+        product_id: "BTC-USD".into(),
+        amount: Some(pb::stop_loss_spec::Amount::Size("0.1".into())),
+        trigger: Some(pb::stop_loss_spec::Trigger::TrailingPercent("15".into())),
+        limit_offset: "1.00".into(),
+        guard_bot_id: String::new(),
+    });
+    // The grid and the stop-loss need a price to be laid and armed.
+    for _ in 0..200 {
+        let t = virc_proto::v1::market_client::MarketClient::new(ready(&sock).await)
+            .ticker(pb::TickerRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .tickers;
+        if !t.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (name, kind) in [("g", grid), ("cond", conditional), ("sl", stop_loss)] {
+        bots.create(pb::CreateBotRequest {
+            spec: Some(pb::BotSpec {
+                name: name.into(),
+                exchange: String::new(),
+                kind: Some(kind),
+            }),
+            if_absent: false,
+        })
+        .await
+        .unwrap();
+    }
     for round in 0..rounds {
         let wait = rng.between(50, 600);
         tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -242,11 +378,17 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_order() {
         .unwrap()
         .into_inner()
         .bots;
-    assert_eq!(stopped.len(), 3, "every bot came back running: {stopped:?}");
+    assert_eq!(stopped.len(), 6, "every bot came back running: {stopped:?}");
     let mut total = 0;
     for b in &stopped {
         assert_eq!(b.status, pb::BotStatus::Stopped as i32, "{b:?}");
-        total += check_bot(&ch, b).await;
+        match b.kind.as_str() {
+            "range" | "conditional" => total += check_bot(&ch, b).await,
+            _ => {
+                let orders = check_intents(&ch, b).await;
+                assert!(!orders.is_empty(), "bot {} placed orders", b.name);
+            }
+        }
     }
     eprintln!("{total} cycles completed across {rounds} crashes");
     assert!(total > 0, "the bots traded");
