@@ -339,7 +339,7 @@ pub fn bot_json(b: &pb::Bot) -> Value {
         "created_at": time(b.created_at.as_ref()), "updated_at": time(b.updated_at.as_ref()),
         "pnl": b.pnl.as_ref().map(|p| json!({
             "currency": p.currency, "reserved": p.reserved, "fees_paid": p.fees_paid, "realized_profit": p.realized_profit,
-            "theoretical_cycle_profit": p.theoretical_cycle_profit, "theoretical_cycle_profit_pct": p.theoretical_cycle_profit_pct,
+            "theoretical_cycle_profit": opt(&p.theoretical_cycle_profit), "theoretical_cycle_profit_pct": opt(&p.theoretical_cycle_profit_pct),
             "cycles": p.cycles,
         })),
         "history": b.history.iter().map(|h| json!({"time": time(h.time.as_ref()), "description": h.description, "seq": h.seq})).collect::<Vec<_>>(),

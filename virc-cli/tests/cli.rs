@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
+use serde_json::json;
 use virc_daemon::config::Credentials;
 use virc_tests::{TestDaemon, test_config};
 
@@ -416,5 +417,193 @@ async fn order_commands_speak_the_exchange_language() {
     );
     let out = run(&d.socket, &["--json", "fills"]).await;
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[]");
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grid_stop_loss_and_conditional_bots_and_rule_checks_from_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.market.source = virc_daemon::config::MarketSource::Demo;
+    config.market.speed = "max".into();
+    config.market.looping = false;
+    let d = TestDaemon::start(config, Credentials::default(), vec![])
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        let out = run(&d.socket, &["--json", "ticker"]).await;
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v["trade_id"] == 8_409_425
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "grid",
+            "--product",
+            "BTC-USD",
+            "--lower",
+            "440",
+            "--upper",
+            "460",
+            "--levels",
+            "5",
+            "--size-per-level",
+            "0.02",
+            "--name",
+            "g",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("3 buys and 1 sells of 0.02 BTC on 5 levels 440.00–460.00 USD"),
+        "{text}"
+    );
+    let out = run(&d.socket, &["--json", "bot", "show", "g"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["kind"], &v["spec"]["kind"], &v["spec"]["levels"]),
+        (&json!("grid"), &json!("grid"), &json!(5))
+    );
+    assert_eq!(v["current_order"]["status"], "open");
+
+    // A rule error names its column; the exit code says "rejected".
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "conditional",
+            "--product",
+            "BTC-USD",
+            "--step",
+            "when: ticker.price > 3 and p60.rsi15 > 3",
+            "--step",
+            "buy: 0.02",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "step 1: rule `ticker.price > 3 and p60.rsi15 > 3`: column 22: unknown field `rsi15`"
+        ),
+        "{err}"
+    );
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "conditional",
+            "--product",
+            "BTC-USD",
+            "--step",
+            "hold: 3",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    let out = run(
+        &d.socket,
+        &[
+            "--json",
+            "bot",
+            "create",
+            "conditional",
+            "--product",
+            "BTC-USD",
+            "--name",
+            "c",
+            "--step",
+            "when: ticker.price < 1",
+            "--step",
+            "buy: 0.02 @ mkt-1%",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["current_step"], "step 1/2: when ticker.price < 1");
+    assert!(v["pnl"]["theoretical_cycle_profit"].is_null());
+
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "stop-loss",
+            "--product",
+            "BTC-USD",
+            "--guard",
+            "nobody",
+            "--stop",
+            "400",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = run(
+        &d.socket,
+        &[
+            "bot",
+            "create",
+            "stop-loss",
+            "--product",
+            "BTC-USD",
+            "--size",
+            "0.5",
+            "--stop",
+            "460",
+            "--name",
+            "s",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("stop price 460 is not below the market (453.07)")
+    );
+
+    let out = run(
+        &d.socket,
+        &[
+            "--json",
+            "rule",
+            "check",
+            "ticker.price > 453 and w5m.trades > 0",
+            "--product",
+            "BTC-USD",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["value"], true);
+    assert_eq!(v["variables"]["ticker.price"], "453.07");
+    let out = run(
+        &d.socket,
+        &["rule", "check", "p3600.rsi14 > 1", "--product", "BTC-USD"],
+    )
+    .await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(": false") && text.contains("n/a"), "{text}");
+    let out = run(
+        &d.socket,
+        &["rule", "check", "ticker.price > 1", "--product", "NOPE-USD"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     d.stop().await.unwrap();
 }

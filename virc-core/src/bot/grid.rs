@@ -360,7 +360,8 @@ impl GridBot {
             );
         }
         out.push(Command::Note(format!(
-            "grid laid at {price}: {}",
+            "grid laid at {}: {}",
+            price.get().normalize(),
             self.describe_step()
         )));
     }
@@ -567,12 +568,14 @@ impl GridBot {
             return;
         }
         let hit = match (self.params.stop_loss, self.params.take_profit) {
-            (Some(sl), _) if price <= sl => {
-                Some(format!("stop-loss {sl} reached (trade at {price})"))
-            }
-            (_, Some(tp)) if price >= tp => {
-                Some(format!("take-profit {tp} reached (trade at {price})"))
-            }
+            (Some(sl), _) if price <= sl => Some(format!(
+                "stop-loss {sl} reached (trade at {})",
+                price.get().normalize()
+            )),
+            (_, Some(tp)) if price >= tp => Some(format!(
+                "take-profit {tp} reached (trade at {})",
+                price.get().normalize()
+            )),
             _ => None,
         };
         if let Some(reason) = hit {

@@ -281,8 +281,9 @@ impl StopLossBot {
         };
         self.phase = Phase::Armed;
         out.push(Command::Note(format!(
-            "armed at {stop} {} (market {price})",
-            self.params.quote
+            "armed at {stop} {} (market {})",
+            self.params.quote,
+            price.get().normalize()
         )));
         if self.params.on_exchange() {
             self.place_stop(out);
@@ -302,8 +303,9 @@ impl StopLossBot {
             {
                 self.stop = Some(new);
                 out.push(Command::Note(format!(
-                    "stop moved to {new} {} (high {price})",
-                    self.params.quote
+                    "stop moved to {new} {} (high {})",
+                    self.params.quote,
+                    price.get().normalize()
                 )));
                 self.maybe_repeg(out);
             }
@@ -317,7 +319,8 @@ impl StopLossBot {
             if self.working.as_ref().is_some_and(|w| w.filled.is_zero()) && !self.repeg {
                 self.phase = Phase::Exiting;
                 out.push(Command::Note(format!(
-                    "triggered at {price}: the exchange's stop order sells"
+                    "triggered at {}: the exchange's stop order sells",
+                    price.get().normalize()
                 )));
             }
             return;

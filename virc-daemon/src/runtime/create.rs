@@ -742,7 +742,8 @@ impl Runtime {
                 .markets
                 .get(product.id.as_str())
                 .and_then(|m| m.analyst.last())
-                .map(|t| t.price),
+                // The feed's "453.07000000" reads better as 453.07 in messages.
+                .and_then(|t| Price::new(t.price.get().normalize()).ok()),
             rates: venue.exchange.rates(),
         };
         let id = BotId(uuid::Uuid::new_v4());
