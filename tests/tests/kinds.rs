@@ -247,6 +247,7 @@ async fn a_stop_loss_on_a_falling_tape_stops_the_guarded_bot_and_sells_its_holdi
                 trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("90.00".into())),
                 limit_offset: String::new(),
                 guard_bot_id: "holder".into(),
+                guard_product: false,
             }),
         ))
         .await
@@ -269,10 +270,61 @@ async fn a_stop_loss_on_a_falling_tape_stops_the_guarded_bot_and_sells_its_holdi
             trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("70.00".into())),
             limit_offset: "0.50".into(),
             guard_bot_id: String::new(),
+            guard_product: false,
         }),
     ))
     .await
     .unwrap();
+    // A bot far below the market and a manual sell far above it, both on the
+    // product a third stop-loss guards as a whole.
+    bots.create(spec(
+        "bystander",
+        Kind::Range(pb::RangeSpec {
+            product_id: "BTC-USD".into(),
+            size: "0.1".into(),
+            buy_price: "60.00".into(),
+            sell_price: "70.00".into(),
+            r#loop: true,
+            begin_with_sell: false,
+            force: false,
+        }),
+    ))
+    .await
+    .unwrap();
+    let manual = OrdersClient::new(ch.clone())
+        .place(pb::PlaceOrderRequest {
+            product_id: "BTC-USD".into(),
+            side: pb::Side::Sell as i32,
+            order_type: pb::OrderType::Limit as i32,
+            price: "120.00".into(),
+            size: "0.3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pair = bots
+        .create(spec(
+            "pair",
+            Kind::StopLoss(pb::StopLossSpec {
+                product_id: "BTC-USD".into(),
+                amount: Some(pb::stop_loss_spec::Amount::Size("0.1".into())),
+                trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("85.00".into())),
+                limit_offset: String::new(),
+                guard_bot_id: String::new(),
+                guard_product: true,
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        pair.warnings
+            .iter()
+            .any(|w| w.contains("stops every other bot trading BTC-USD")),
+        "{:?}",
+        pair.warnings
+    );
     let g = wait_for(&mut bots, "guard", "executed", |b| {
         b.status == pb::BotStatus::Ended as i32
     })
@@ -320,6 +372,36 @@ async fn a_stop_loss_on_a_falling_tape_stops_the_guarded_bot_and_sells_its_holdi
             "no `{phase}` in {words:?}"
         );
     }
+    // The product guard stopped the bystander, canceled the manual sell, then sold its own 0.1.
+    let p = wait_for(&mut bots, "pair", "executed", |b| {
+        b.status == pb::BotStatus::Ended as i32
+    })
+    .await;
+    let by = bots
+        .get(pb::GetBotRequest {
+            bot: "bystander".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by.status, pb::BotStatus::Stopped as i32, "{by:?}");
+    let m = OrdersClient::new(ch.clone())
+        .get(pb::GetOrderRequest {
+            exchange: String::new(),
+            target: Some(pb::get_order_request::Target::OrderId(manual.id.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.done_reason, pb::DoneReason::Canceled as i32, "{m:?}");
+    let sold: Decimal = fills_of(&ch, &p.id).await.iter().map(|f| d(&f.size)).sum();
+    assert_eq!(sold, d("0.1"));
+    assert!(
+        p.history.iter().any(|h| h.description
+            == "guarding BTC-USD: stopping 1 other bot(s), canceled 1 manual sell(s)"),
+        "{:?}",
+        p.history
+    );
     // Nothing is reserved for either any more.
     let balances = AccountClient::new(ch.clone())
         .balances(pb::BalancesRequest::default())

@@ -168,8 +168,11 @@ pub struct StopLossArgs {
     #[arg(long)]
     all_available: bool,
     /// Guard this bot: on trigger it is stopped (its resting sells canceled) and what it holds is sold.
-    #[arg(long, value_name = "BOT")]
+    #[arg(long, value_name = "BOT", conflicts_with = "guard_product")]
     guard: Option<String>,
+    /// Guard the whole product: on trigger, stop every other bot trading it and cancel the manual sells above the market, then sell.
+    #[arg(long)]
+    guard_product: bool,
     /// Stop price.
     #[arg(long, required_unless_present_any = ["trailing", "trailing_percent", "spec"], conflicts_with_all = ["trailing", "trailing_percent"])]
     stop: Option<String>,
@@ -243,6 +246,7 @@ impl CreateKind {
                     ),
                     limit_offset: a.limit_offset.clone().unwrap_or_default(),
                     guard_bot_id: a.guard.clone().unwrap_or_default(),
+                    guard_product: a.guard_product,
                 }),
             ),
             Self::Conditional(a) => {
@@ -403,6 +407,8 @@ struct StopLossFile {
     #[serde(default)]
     all_available: bool,
     guard: Option<String>,
+    #[serde(default)]
+    guard_product: bool,
     stop: Option<String>,
     trailing: Option<String>,
     trailing_percent: Option<String>,
@@ -500,6 +506,7 @@ fn read(path: &Path, want: &str) -> Result<Named, CliError> {
                 trigger: stop_trigger(f.stop, f.trailing, f.trailing_percent),
                 limit_offset: f.limit_offset.unwrap_or_default(),
                 guard_bot_id: f.guard.unwrap_or_default(),
+                guard_product: f.guard_product,
             }),
         ),
         SpecFile::Conditional(f) => {
@@ -616,7 +623,9 @@ pub fn describe(k: &Kind) -> String {
             } else {
                 format!("limit {} below the stop", s.limit_offset)
             };
-            let guard = if s.guard_bot_id.is_empty() {
+            let guard = if s.guard_product {
+                format!(", guarding every bot on {}", s.product_id)
+            } else if s.guard_bot_id.is_empty() {
                 String::new()
             } else {
                 format!(", guarding {}", s.guard_bot_id)
@@ -658,6 +667,7 @@ pub fn to_json(s: &pb::BotSpec) -> Value {
             "size": match &s.amount { Some(SlAmount::Size(x)) => Some(x.clone()), _ => None },
             "all_available": matches!(s.amount, Some(SlAmount::AllAvailable(true))),
             "guard": opt(&s.guard_bot_id),
+            "guard_product": s.guard_product,
             "stop": match &s.trigger { Some(SlTrigger::StopPrice(x)) => Some(x.clone()), _ => None },
             "trailing": match &s.trigger { Some(SlTrigger::TrailingDistance(x)) => Some(x.clone()), _ => None },
             "trailing_percent": match &s.trigger { Some(SlTrigger::TrailingPercent(x)) => Some(x.clone()), _ => None },

@@ -333,6 +333,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_order() {
         trigger: Some(pb::stop_loss_spec::Trigger::TrailingPercent("15".into())),
         limit_offset: "1.00".into(),
         guard_bot_id: String::new(),
+        guard_product: false,
     });
     // The grid and the stop-loss need a price to be laid and armed.
     for _ in 0..200 {

@@ -443,12 +443,7 @@ impl ConditionalBot {
                     self.params.quote
                 )));
                 if w.intent.side == Side::Sell && self.account.close_if_flat() {
-                    out.push(Command::Note(format!(
-                        "cycle {} complete: realized {} {} net of fees",
-                        self.account.cycles,
-                        self.account.realized.normalize(),
-                        self.params.quote
-                    )));
+                    out.push(Command::Note(self.account.cycle_note(&self.params.quote)));
                 }
                 if w.cancel_requested {
                     self.finish(BotStatus::Stopped, "stopped by the user".into(), out);

@@ -636,15 +636,11 @@ impl GridBot {
                     }),
                     Side::Sell => {
                         if let Some(basis) = o.basis {
-                            let profit = w.value - w.fees - basis;
-                            self.account.realized += profit;
-                            self.account.cycles += 1;
-                            out.push(Command::Note(format!(
-                                "round trip {} complete: {} {} net of fees",
-                                self.account.cycles,
-                                profit.normalize(),
-                                self.params.quote
-                            )));
+                            let a = &mut self.account;
+                            a.last_cycle = w.value - w.fees - basis;
+                            a.realized += a.last_cycle;
+                            a.cycles += 1;
+                            out.push(Command::Note(a.cycle_note(&self.params.quote)));
                         }
                         level.checked_sub(1).map(|below| {
                             (

@@ -198,6 +198,9 @@ pub enum Command {
     },
     /// Stop another bot (a stop-loss stopping the bot it guards).
     StopBot(BotId),
+    /// Stop every other bot on the bot's product and exchange, and cancel
+    /// the manual resting sells above the market (a stop-loss guarding the product).
+    StopProduct,
 }
 
 /// Something that happened to a bot or one of its orders.
@@ -279,6 +282,9 @@ pub struct BotAccount {
     pub cycle_sold_size: Decimal,
     /// Fees of the current cycle so far.
     pub cycle_fees: Decimal,
+    /// Profit of the last completed cycle.
+    #[serde(default)]
+    pub last_cycle: Decimal,
 }
 
 impl BotAccount {
@@ -297,6 +303,16 @@ impl BotAccount {
         self.cycle_fees += w.fees;
     }
 
+    /// "cycle 3 complete: 0.0636 USD net of fees (total 0.1908 USD)", after `last` was realized.
+    pub fn cycle_note(&self, quote: &str) -> String {
+        format!(
+            "cycle {} complete: {} {quote} net of fees (total {} {quote})",
+            self.cycles,
+            self.last_cycle.normalize(),
+            self.realized.normalize()
+        )
+    }
+
     /// Realizes the cycle when its sells cover its buys; true when it did.
     /// Sells with no buy before them (selling holdings) end no cycle: their
     /// fees are paid, their proceeds are not a profit.
@@ -307,7 +323,8 @@ impl BotAccount {
         }
         let closed = self.cycle_size > Decimal::ZERO;
         if closed {
-            self.realized += self.cycle_sold - self.cycle_bought - self.cycle_fees;
+            self.last_cycle = self.cycle_sold - self.cycle_bought - self.cycle_fees;
+            self.realized += self.last_cycle;
             self.cycles += 1;
         }
         self.cycle_bought = Decimal::ZERO;

@@ -323,7 +323,9 @@ impl RangeBot {
             Side::Sell => {
                 // An opening sell (begin-with-sell) has no buy to measure against:
                 // its fees are paid, but no cycle is complete.
-                self.account.close_if_flat();
+                if self.account.close_if_flat() {
+                    out.push(Command::Note(self.account.cycle_note(&self.params.quote)));
+                }
                 if !self.params.looping {
                     self.finish(BotStatus::Ended, "cycle complete".into(), out);
                     return;

@@ -73,6 +73,11 @@ pub struct StopLossParams {
     pub limit_offset: Option<Decimal>,
     /// The bot to stop first.
     pub guard: Option<BotId>,
+    /// On trigger, stop every other bot on the product and cancel manual
+    /// resting sells above the market (the seed's "cancel our higher sell
+    /// orders and set a stop loss").
+    #[serde(default)]
+    pub guard_product: bool,
 }
 
 impl StopLossParams {
@@ -199,7 +204,12 @@ impl StopLossBot {
                 };
                 format!("armed: sell {what} at {stop} {} ({place})", p.quote)
             }
-            (Phase::Guarding, _) => "triggered: stopping the guarded bot".into(),
+            (Phase::Guarding, _) if p.guard.is_some() => {
+                "triggered: stopping the guarded bot".into()
+            }
+            (Phase::Guarding, _) => {
+                format!("triggered: stopping the other bots on {}", p.product_id)
+            }
             (Phase::Exiting, _) | (Phase::Armed, None) => match &self.working {
                 Some(w) => format!("triggered: {}", w.intent.words(&p.base, &p.quote)),
                 None => "triggered".into(),
@@ -322,6 +332,9 @@ impl StopLossBot {
                     "triggered at {}: the exchange's stop order sells",
                     price.get().normalize()
                 )));
+                if self.params.guard_product {
+                    out.push(Command::StopProduct);
+                }
             }
             return;
         }
@@ -330,6 +343,12 @@ impl StopLossBot {
             Some(guard) => {
                 self.phase = Phase::Guarding;
                 out.push(Command::StopBot(guard));
+            }
+            // The product's other sells are canceled first; the runtime
+            // answers with `GuardStopped` once their stops are under way.
+            None if self.params.guard_product => {
+                self.phase = Phase::Guarding;
+                out.push(Command::StopProduct);
             }
             None => self.exit(out),
         }
@@ -419,11 +438,15 @@ impl StopLossBot {
                     if self.params.amount == Amount::Guarded {
                         self.size = Size::new(holdings).ok();
                     }
-                    out.push(Command::Note(format!(
-                        "guarded bot stopped; it held {} {}",
-                        holdings.normalize(),
-                        self.params.base
-                    )));
+                    out.push(Command::Note(if self.params.guard.is_some() {
+                        format!(
+                            "guarded bot stopped; it held {} {}",
+                            holdings.normalize(),
+                            self.params.base
+                        )
+                    } else {
+                        format!("the other sells on {} are canceled", self.params.product_id)
+                    }));
                     self.exit(&mut out);
                 }
             }
@@ -571,6 +594,7 @@ mod tests {
             trigger,
             limit_offset: offset,
             guard,
+            guard_product: false,
         }
     }
 
@@ -693,6 +717,20 @@ mod tests {
             (b.status(), b.reason()),
             (BotStatus::Ended, "triggered with nothing to sell")
         );
+    }
+
+    #[test]
+    fn guarding_the_product_stops_the_others_before_selling_its_own() {
+        let mut p = params(Trigger::Fixed(p("440")), None, None);
+        p.guard_product = true;
+        let mut b = StopLossBot::new(BotId(Uuid::from_u128(1)), p);
+        market(&mut b, "452");
+        let cmds = market(&mut b, "439");
+        assert_eq!(cmds.last(), Some(&Command::StopProduct));
+        assert!(placed(&cmds).is_none(), "the others' sells go first");
+        let cmds = b.step(BotInput::GuardStopped { holdings: dec!(3) }, &Env::at(0));
+        let exit = placed(&cmds).unwrap();
+        assert_eq!((exit.kind, exit.size.get()), (OrderKind::Market, dec!(0.5)));
     }
 
     #[test]

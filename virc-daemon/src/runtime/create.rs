@@ -80,6 +80,7 @@ pub fn spec_of(rec: &BotRecord) -> pb::BotSpec {
                 }),
                 limit_offset: p.limit_offset.map(dec).unwrap_or_default(),
                 guard_bot_id: p.guard.map(|g| g.to_string()).unwrap_or_default(),
+                guard_product: p.guard_product,
             })
         }
     };
@@ -558,6 +559,11 @@ impl Runtime {
     ) -> Result<Checked, ServiceError> {
         use pb::stop_loss_spec::{Amount as A, Trigger as T};
         let product = m.product;
+        if spec.guard_product && !spec.guard_bot_id.is_empty() {
+            return Err(ServiceError::Invalid(
+                "guard one bot (--guard) or the whole product (--guard-product), not both".into(),
+            ));
+        }
         let guard = if spec.guard_bot_id.is_empty() {
             None
         } else {
@@ -678,7 +684,14 @@ impl Runtime {
             trigger,
             limit_offset,
             guard,
+            guard_product: spec.guard_product,
         };
+        if params.guard_product {
+            warnings.push(format!(
+                "on trigger it stops every other bot trading {} on {exchange} and cancels the manual sells resting above the market",
+                product.id
+            ));
+        }
         if !params.on_exchange() {
             warnings.push(
                 "the stop is watched by the daemon (a guarded bot, or a market exit): it protects only while virc-daemon runs; give --limit-offset without --guard for a stop resting on the exchange"
@@ -895,9 +908,10 @@ fn override_field(kind: &mut Kind, k: &str, v: &str) -> Result<(), ServiceError>
             "trailing_percent" => s.trigger = Some(T::TrailingPercent(v.into())),
             "limit_offset" => s.limit_offset = v.into(),
             "guard_bot_id" | "guard" => s.guard_bot_id = v.into(),
+            "guard_product" => s.guard_product = flag(v)?,
             _ => {
                 return unknown(
-                    "product_id, size, stop_price, trailing_distance, trailing_percent, limit_offset, guard",
+                    "product_id, size, stop_price, trailing_distance, trailing_percent, limit_offset, guard, guard_product",
                 );
             }
         },

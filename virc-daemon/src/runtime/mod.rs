@@ -855,6 +855,7 @@ impl Runtime {
                     .await?;
             }
             Command::StopBot(target) => self.stop_guarded(id, target, queue).await?,
+            Command::StopProduct => self.stop_product(id, queue).await?,
         }
         Ok(())
     }
@@ -889,6 +890,97 @@ impl Runtime {
                 },
             )),
         }
+        Ok(())
+    }
+
+    /// A stop-loss guarding its product: every other bot on the product
+    /// and exchange is stopped, the manual resting sells above the market
+    /// are canceled, then the guard hears back.
+    async fn stop_product(
+        &mut self,
+        guard: BotId,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) -> Result<(), ServiceError> {
+        let Some(rec) = self.bots.get(&guard) else {
+            return Ok(());
+        };
+        let (exchange, product, name) = (
+            rec.exchange.clone(),
+            rec.machine.product_id().to_owned(),
+            rec.name.clone(),
+        );
+        let others: Vec<BotId> = self
+            .bots
+            .values()
+            .filter(|b| {
+                b.id != guard
+                    && b.exchange == exchange
+                    && b.machine.product_id() == product
+                    && !b.machine.status().is_final()
+                    && b.machine.kind() != "stop-loss"
+            })
+            .map(|b| b.id)
+            .collect();
+        for other in &others {
+            self.note(
+                *other,
+                format!("stop-loss bot {name} triggered: stopping"),
+                true,
+            )
+            .await?;
+            queue.push_back((*other, BotInput::Stop));
+        }
+        let last = self
+            .markets
+            .get(&product)
+            .and_then(|m| m.analyst.last())
+            .map(|t| t.price);
+        let now = self.now();
+        let mut canceled = 0;
+        if let Some(v) = self.venues.get_mut(&exchange) {
+            let manual: Vec<_> = v
+                .exchange
+                .live_orders()
+                .filter(|o| {
+                    o.bot.is_none()
+                        && o.order.product_id == product
+                        && o.order.new.side == Side::Sell
+                        && matches!(
+                            (o.order.new.kind, last),
+                            (virc_core::order::OrderKind::Limit { price, .. }, Some(l)) if price > l
+                        )
+                })
+                .map(|o| o.order.id)
+                .collect();
+            let mut all = Vec::new();
+            for order in manual {
+                match v.exchange.cancel(Target::Id(order), now) {
+                    Ok((_, updates)) => {
+                        canceled += 1;
+                        all.extend(updates);
+                    }
+                    Err(e) => {
+                        tracing::error!(order = %order, error = %e, "Cannot cancel a manual sell for a stop-loss");
+                    }
+                }
+            }
+            self.route(&exchange, all, queue).await;
+        }
+        self.note(
+            guard,
+            format!(
+                "guarding {product}: stopping {} other bot(s), canceled {canceled} manual sell(s)",
+                others.len()
+            ),
+            true,
+        )
+        .await?;
+        queue.push_back((
+            guard,
+            BotInput::GuardStopped {
+                holdings: rust_decimal::Decimal::ZERO,
+            },
+        ));
         Ok(())
     }
 
