@@ -148,3 +148,24 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
         }))
         .await
 }
+
+/// Polls bot `bot` until `cond` holds (15 s at most); panics naming `what`.
+pub async fn wait_for_bot(
+    bots: &mut virc_proto::v1::bots_client::BotsClient<Channel>,
+    bot: &str,
+    what: &str,
+    cond: impl Fn(&virc_proto::v1::Bot) -> bool,
+) -> virc_proto::v1::Bot {
+    for _ in 0..600 {
+        let b = bots
+            .get(virc_proto::v1::GetBotRequest { bot: bot.into() })
+            .await
+            .expect("get the bot")
+            .into_inner();
+        if cond(&b) {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("bot {bot} never reached: {what}");
+}

@@ -10,14 +10,14 @@
 use std::{path::Path, time::Duration};
 
 use rust_decimal::Decimal;
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 use virc_core::ids::{BotId, ClientOid};
 use virc_daemon::config::Credentials;
 use virc_proto::v1::{
     self as pb, account_client::AccountClient, bot_spec::Kind, bots_client::BotsClient,
     orders_client::OrdersClient,
 };
-use virc_tests::{TestDaemon, market_config, test_config, write_market};
+use virc_tests::{TestDaemon, market_config, test_config, wait_for_bot, write_market};
 
 /// Down to 94 (through a 95 bid), back, up to 106 (through a 105 ask), back.
 const SWING: [&str; 4] = ["100.00", "94.00", "100.00", "106.00"];
@@ -58,26 +58,6 @@ async fn swinging_daemon(dir: &Path, speed: &str) -> TestDaemon {
     .unwrap()
 }
 
-async fn wait_for(
-    bots: &mut BotsClient<Channel>,
-    bot: &str,
-    what: &str,
-    cond: impl Fn(&pb::Bot) -> bool,
-) -> pb::Bot {
-    for _ in 0..400 {
-        let b = bots
-            .get(pb::GetBotRequest { bot: bot.into() })
-            .await
-            .unwrap()
-            .into_inner();
-        if cond(&b) {
-            return b;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("bot {bot} never reached: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn looping_range_bot_profit_is_its_fills_minus_fees_to_the_last_decimal() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +74,7 @@ async fn looping_range_bot_profit_is_its_fills_minus_fees_to_the_last_decimal() 
         "{created:?}"
     );
     let id = created.bot.unwrap().id;
-    wait_for(&mut bots, "looper", "3 cycles", |b| {
+    wait_for_bot(&mut bots, "looper", "3 cycles", |b| {
         b.pnl.as_ref().unwrap().cycles >= 3
     })
     .await;
@@ -183,7 +163,7 @@ async fn pause_resume_duplicate_stop_and_delete() {
     bots.create(range("patient", "0.1", "50.00", "60.00", true))
         .await
         .unwrap();
-    let b = wait_for(&mut bots, "patient", "an open order", |b| {
+    let b = wait_for_bot(&mut bots, "patient", "an open order", |b| {
         b.current_order
             .as_ref()
             .is_some_and(|o| o.status == pb::OrderStatus::Open as i32)
@@ -329,7 +309,7 @@ async fn an_order_canceled_outside_virc_fails_its_bot() {
     bots.create(range("victim", "0.1", "50.00", "60.00", false))
         .await
         .unwrap();
-    let b = wait_for(&mut bots, "victim", "an order", |b| {
+    let b = wait_for_bot(&mut bots, "victim", "an order", |b| {
         b.current_order.is_some()
     })
     .await;
@@ -341,7 +321,7 @@ async fn an_order_canceled_outside_virc_fails_its_bot() {
         })
         .await
         .unwrap();
-    let b = wait_for(&mut bots, "victim", "failed", |b| {
+    let b = wait_for_bot(&mut bots, "victim", "failed", |b| {
         b.status == pb::BotStatus::Failed as i32
     })
     .await;
@@ -387,7 +367,7 @@ async fn a_refused_order_fails_its_bot_with_the_exchange_text() {
     bots.create(range("eager", "0.1", "120.00", "130.00", false))
         .await
         .unwrap();
-    let b = wait_for(&mut bots, "eager", "failed", |b| {
+    let b = wait_for_bot(&mut bots, "eager", "failed", |b| {
         b.status == pb::BotStatus::Failed as i32
     })
     .await;
@@ -589,7 +569,7 @@ async fn a_restart_brings_bots_back_running_with_the_same_order() {
     bots.create(range("survivor", "0.1", "50.00", "60.00", true))
         .await
         .unwrap();
-    let before = wait_for(&mut bots, "survivor", "an order", |b| {
+    let before = wait_for_bot(&mut bots, "survivor", "an order", |b| {
         b.current_order.is_some()
     })
     .await;

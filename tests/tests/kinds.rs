@@ -17,7 +17,7 @@ use virc_proto::v1::{
     self as pb, account_client::AccountClient, bot_spec::Kind, bots_client::BotsClient,
     market_client::MarketClient, orders_client::OrdersClient,
 };
-use virc_tests::{TestDaemon, market_config, write_market};
+use virc_tests::{TestDaemon, market_config, wait_for_bot, write_market};
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -32,26 +32,6 @@ fn spec(name: &str, kind: Kind) -> pb::CreateBotRequest {
         }),
         if_absent: false,
     }
-}
-
-async fn wait_for(
-    bots: &mut BotsClient<Channel>,
-    bot: &str,
-    what: &str,
-    cond: impl Fn(&pb::Bot) -> bool,
-) -> pb::Bot {
-    for _ in 0..600 {
-        let b = bots
-            .get(pb::GetBotRequest { bot: bot.into() })
-            .await
-            .unwrap()
-            .into_inner();
-        if cond(&b) {
-            return b;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("bot {bot} never reached: {what}");
 }
 
 /// Waits until the last trade of BTC-USD is `price`.
@@ -168,7 +148,7 @@ async fn a_grid_completes_round_trips_with_one_order_per_level() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen_open >= 3, "the ladder rests several orders");
-    let b = wait_for(&mut bots, "ladder", "3 round trips", |b| {
+    let b = wait_for_bot(&mut bots, "ladder", "3 round trips", |b| {
         b.pnl.as_ref().unwrap().cycles >= 3
     })
     .await;
@@ -325,7 +305,7 @@ async fn a_stop_loss_on_a_falling_tape_stops_the_guarded_bot_and_sells_its_holdi
         "{:?}",
         pair.warnings
     );
-    let g = wait_for(&mut bots, "guard", "executed", |b| {
+    let g = wait_for_bot(&mut bots, "guard", "executed", |b| {
         b.status == pb::BotStatus::Ended as i32
     })
     .await;
@@ -373,7 +353,7 @@ async fn a_stop_loss_on_a_falling_tape_stops_the_guarded_bot_and_sells_its_holdi
         );
     }
     // The product guard stopped the bystander, canceled the manual sell, then sold its own 0.1.
-    let p = wait_for(&mut bots, "pair", "executed", |b| {
+    let p = wait_for_bot(&mut bots, "pair", "executed", |b| {
         b.status == pb::BotStatus::Ended as i32
     })
     .await;
@@ -532,7 +512,7 @@ async fn a_conditional_bot_fires_at_the_candle_the_reference_rsi_names() {
         pb::BotStatus::Running as i32,
         "created before the climb"
     );
-    let b = wait_for(&mut bots, "rsi", "the program ends", |b| {
+    let b = wait_for_bot(&mut bots, "rsi", "the program ends", |b| {
         b.status == pb::BotStatus::Ended as i32
     })
     .await;

@@ -95,7 +95,7 @@ fn d(s: &str) -> Decimal {
 /// Checks any bot against the exchange's record: every intent, numbered
 /// from 1 without a gap, is exactly one order (none lost, none doubled),
 /// its fills add up to it, and the bot's fees are its fills' fees.
-async fn check_intents(ch: &Channel, bot: &pb::Bot) -> Vec<pb::Order> {
+async fn check_intents(ch: &Channel, bot: &pb::Bot) -> (Vec<pb::Order>, Vec<pb::Fill>) {
     let bot_id = BotId::parse(&bot.id).unwrap();
     let orders = OrdersClient::new(ch.clone())
         .list(pb::ListOrdersRequest {
@@ -154,54 +154,18 @@ async fn check_intents(ch: &Channel, bot: &pb::Bot) -> Vec<pb::Order> {
         "bot {} stopped with orders on the book",
         bot.name
     );
-    in_order
+    (in_order, fills)
 }
 
 /// Checks a bot whose orders alternate buy, sell (range and the
 /// conditional program here): its cycles and realized profit from the
 /// fills; returns its completed cycles.
 async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
-    check_intents(ch, bot).await;
-    let bot_id = BotId::parse(&bot.id).unwrap();
-    let orders = OrdersClient::new(ch.clone())
-        .list(pb::ListOrdersRequest {
-            bot_id: bot.id.clone(),
-            statuses: vec![
-                pb::OrderStatus::Pending as i32,
-                pb::OrderStatus::Open as i32,
-                pb::OrderStatus::Done as i32,
-                pb::OrderStatus::Rejected as i32,
-            ],
-            limit: 100_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .orders;
-    let fills = AccountClient::new(ch.clone())
-        .fills(pb::FillsRequest {
-            bot_id: bot.id.clone(),
-            limit: 1_000_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .fills;
-    let (mut realized, mut fees, mut cycles) = (Decimal::ZERO, Decimal::ZERO, 0);
+    let (orders, fills) = check_intents(ch, bot).await;
+    let (mut realized, mut cycles) = (Decimal::ZERO, 0);
     let (mut bought, mut cycle_fees) = (Decimal::ZERO, Decimal::ZERO);
-    for step in 1..=orders.len() as u64 {
-        let cid = ClientOid::for_intent(bot_id, step, 0).to_string();
-        let placed: Vec<&pb::Order> = orders.iter().filter(|o| o.client_oid == cid).collect();
-        assert_eq!(
-            placed.len(),
-            1,
-            "bot {} step {step}: {} orders for one intent (lost or duplicated)",
-            bot.name,
-            placed.len()
-        );
-        let o = placed[0];
+    for (i, o) in orders.iter().enumerate() {
+        let step = i as u64 + 1;
         let expected_side = if step % 2 == 1 {
             pb::Side::Buy
         } else {
@@ -209,12 +173,8 @@ async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
         };
         assert_eq!(o.side, expected_side as i32, "bot {} step {step}", bot.name);
         let mine: Vec<&pb::Fill> = fills.iter().filter(|f| f.order_id == o.id).collect();
-        let size: Decimal = mine.iter().map(|f| d(&f.size)).sum();
-        assert_eq!(size, d(&o.filled_size), "fills add up to the order");
         let value: Decimal = mine.iter().map(|f| d(&f.price) * d(&f.size)).sum();
-        let fee: Decimal = mine.iter().map(|f| d(&f.fee)).sum();
-        fees += fee;
-        cycle_fees += fee;
+        cycle_fees += mine.iter().map(|f| d(&f.fee)).sum::<Decimal>();
         if step < orders.len() as u64 {
             assert_eq!(
                 o.done_reason,
@@ -232,13 +192,6 @@ async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
             cycle_fees = Decimal::ZERO;
         }
     }
-    assert_eq!(
-        orders.len(),
-        orders
-            .iter()
-            .filter(|o| o.client_oid.parse::<uuid::Uuid>().is_ok())
-            .count()
-    );
     let pnl = bot.pnl.clone().unwrap();
     assert_eq!(pnl.cycles, cycles, "bot {} cycles", bot.name);
     assert_eq!(
@@ -247,7 +200,6 @@ async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
         "bot {} realized",
         bot.name
     );
-    assert_eq!(d(&pnl.fees_paid), fees, "bot {} fees", bot.name);
     cycles
 }
 
@@ -386,7 +338,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_order() {
         match b.kind.as_str() {
             "range" | "conditional" => total += check_bot(&ch, b).await,
             _ => {
-                let orders = check_intents(&ch, b).await;
+                let (orders, _) = check_intents(&ch, b).await;
                 assert!(!orders.is_empty(), "bot {} placed orders", b.name);
             }
         }

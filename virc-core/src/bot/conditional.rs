@@ -15,8 +15,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working,
-    outside_cancel_text,
+    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working, canceled,
+    pause, record, resume,
 };
 use crate::{
     ids::{BotId, ClientOid},
@@ -206,25 +206,7 @@ impl ConditionalBot {
         }
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &ConditionalParams {
-        &self.params
-    }
-
-    /// The status.
-    pub fn status(&self) -> BotStatus {
-        self.status
-    }
-
-    /// Why it is stopped, ended or failed.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The money figures (a cycle runs from flat to flat).
-    pub fn account(&self) -> &BotAccount {
-        &self.account
-    }
+    common_accessors!(ConditionalParams);
 
     /// The order the program waits on, if any.
     pub fn working(&self) -> Option<&Working> {
@@ -350,22 +332,9 @@ impl ConditionalBot {
         }
         match input {
             BotInput::Started | BotInput::Market { .. } => self.run(env, &mut out),
-            BotInput::Accepted {
-                client_oid,
-                order_id,
-            } => {
+            input @ (BotInput::Accepted { client_oid, .. } | BotInput::Fill { client_oid, .. }) => {
                 if let Some(w) = self.mine(client_oid) {
-                    w.order_id = Some(order_id);
-                }
-            }
-            BotInput::Fill {
-                client_oid,
-                price,
-                size,
-                fee,
-            } => {
-                if let Some(w) = self.mine(client_oid) {
-                    w.fill(price, size, fee);
+                    let fee = record(w, &input);
                     self.account.fees_paid += fee;
                 }
             }
@@ -395,21 +364,10 @@ impl ConditionalBot {
                 None => self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out),
             },
             BotInput::Pause => {
-                if self.status == BotStatus::Running {
-                    self.status = BotStatus::Paused;
-                    out.push(Command::Status {
-                        status: BotStatus::Paused,
-                        reason: "paused by the user".into(),
-                    });
-                }
+                pause(&mut self.status, "paused by the user", &mut out);
             }
             BotInput::Resume => {
-                if self.status == BotStatus::Paused {
-                    self.status = BotStatus::Running;
-                    out.push(Command::Status {
-                        status: BotStatus::Running,
-                        reason: "resumed by the user".into(),
-                    });
+                if resume(&mut self.status, &mut out) {
                     self.run(env, &mut out);
                 }
             }
@@ -451,17 +409,10 @@ impl ConditionalBot {
                     self.run(env, out);
                 }
             }
-            DoneReason::Canceled(_) if w.cancel_requested => {
-                out.push(Command::Note(format!(
-                    "{what} canceled ({} filled)",
-                    w.filled.normalize()
-                )));
-                self.finish(BotStatus::Stopped, "stopped by the user".into(), out);
-            }
             DoneReason::Canceled(why) => {
-                let text = outside_cancel_text(why);
-                out.push(Command::Note(format!("{what} canceled: {text}")));
-                self.finish(BotStatus::Failed, text.into(), out);
+                let (note, status, reason) = canceled(&what, &w, why);
+                out.push(note);
+                self.finish(status, reason, out);
             }
         }
     }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working,
-    outside_cancel_text,
+    outside_cancel_text, pause, record, resume,
 };
 use crate::{
     ids::{BotId, ClientOid},
@@ -189,25 +189,7 @@ impl GridBot {
         }
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &GridParams {
-        &self.params
-    }
-
-    /// The status.
-    pub fn status(&self) -> BotStatus {
-        self.status
-    }
-
-    /// Why it is stopped, ended or failed.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The money figures (a cycle is one round trip).
-    pub fn account(&self) -> &BotAccount {
-        &self.account
-    }
+    common_accessors!(GridParams);
 
     /// Base the grid bought and still holds.
     pub fn holdings(&self) -> Decimal {
@@ -468,22 +450,9 @@ impl GridBot {
                 }
             }
             BotInput::Market { price } => self.on_price(price, &mut out),
-            BotInput::Accepted {
-                client_oid,
-                order_id,
-            } => {
+            input @ (BotInput::Accepted { client_oid, .. } | BotInput::Fill { client_oid, .. }) => {
                 if let Some(w) = self.find(client_oid) {
-                    w.order_id = Some(order_id);
-                }
-            }
-            BotInput::Fill {
-                client_oid,
-                price,
-                size,
-                fee,
-            } => {
-                if let Some(w) = self.find(client_oid) {
-                    w.fill(price, size, fee);
+                    let fee = record(w, &input);
                     self.account.fees_paid += fee;
                 }
             }
@@ -530,21 +499,10 @@ impl GridBot {
                 }
             }
             BotInput::Pause => {
-                if self.status == BotStatus::Running {
-                    self.status = BotStatus::Paused;
-                    out.push(Command::Status {
-                        status: BotStatus::Paused,
-                        reason: "paused by the user".into(),
-                    });
-                }
+                pause(&mut self.status, "paused by the user", &mut out);
             }
             BotInput::Resume => {
-                if self.status == BotStatus::Paused {
-                    self.status = BotStatus::Running;
-                    out.push(Command::Status {
-                        status: BotStatus::Running,
-                        reason: "resumed by the user".into(),
-                    });
+                if resume(&mut self.status, &mut out) {
                     if self.laid {
                         self.place_owed(&mut out);
                     } else if let Some(price) = env.price() {

@@ -22,6 +22,31 @@
 //!
 //! [`Machine`] is the one type the runtime stores and drives.
 
+/// The accessors every kind shares, over its `params`, `status`, `reason` and `account` fields.
+macro_rules! common_accessors {
+    ($params:ty) => {
+        /// The parameters.
+        pub fn params(&self) -> &$params {
+            &self.params
+        }
+
+        /// The status.
+        pub fn status(&self) -> BotStatus {
+            self.status
+        }
+
+        /// Why it is stopped, ended or failed.
+        pub fn reason(&self) -> &str {
+            &self.reason
+        }
+
+        /// The money figures.
+        pub fn account(&self) -> &BotAccount {
+            &self.account
+        }
+    };
+}
+
 pub mod conditional;
 pub mod grid;
 pub mod range;
@@ -391,6 +416,70 @@ pub fn cycle_profit(
         (profit / cost * Decimal::ONE_HUNDRED).round_dp(4)
     };
     (profit, pct)
+}
+
+/// Pauses a running bot (`why` is the history's wording); false when it was not running.
+pub fn pause(status: &mut BotStatus, why: &str, out: &mut Vec<Command>) -> bool {
+    if *status != BotStatus::Running {
+        return false;
+    }
+    *status = BotStatus::Paused;
+    out.push(Command::Status {
+        status: BotStatus::Paused,
+        reason: why.into(),
+    });
+    true
+}
+
+/// Resumes a paused bot; false when it was not paused. The caller then
+/// takes the step it had deferred.
+pub fn resume(status: &mut BotStatus, out: &mut Vec<Command>) -> bool {
+    if *status != BotStatus::Paused {
+        return false;
+    }
+    *status = BotStatus::Running;
+    out.push(Command::Status {
+        status: BotStatus::Running,
+        reason: "resumed by the user".into(),
+    });
+    true
+}
+
+/// A canceled order: its history line, and the status its bot takes with
+/// the reason: stopped when the cancel was the bot's own (a stop), failed
+/// when it came from elsewhere.
+pub fn canceled(what: &str, w: &Working, why: CancelReason) -> (Command, BotStatus, String) {
+    if w.cancel_requested {
+        let note = format!("{what} canceled ({} filled)", w.filled.normalize());
+        return (
+            Command::Note(note),
+            BotStatus::Stopped,
+            "stopped by the user".into(),
+        );
+    }
+    let text = outside_cancel_text(why);
+    (
+        Command::Note(format!("{what} canceled: {text}")),
+        BotStatus::Failed,
+        text.into(),
+    )
+}
+
+/// Records an acceptance or a fill of `w`; returns the fee it charged.
+pub fn record(w: &mut Working, input: &BotInput) -> Decimal {
+    match *input {
+        BotInput::Accepted { order_id, .. } => {
+            w.order_id = Some(order_id);
+            Decimal::ZERO
+        }
+        BotInput::Fill {
+            price, size, fee, ..
+        } => {
+            w.fill(price, size, fee);
+            fee
+        }
+        _ => Decimal::ZERO,
+    }
 }
 
 /// Why a bot fails when one of its orders is canceled by someone else.

@@ -12,7 +12,9 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{BotAccount, BotInput, BotStatus, Command, OrderIntent, Working, outside_cancel_text};
+use super::{
+    BotAccount, BotInput, BotStatus, Command, OrderIntent, Working, canceled, pause, resume,
+};
 use crate::{
     ids::{BotId, ClientOid},
     ledger::FeeRates,
@@ -90,25 +92,7 @@ impl RangeBot {
         }
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &RangeParams {
-        &self.params
-    }
-
-    /// The status.
-    pub fn status(&self) -> BotStatus {
-        self.status
-    }
-
-    /// Why it is stopped, ended or failed.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The money figures.
-    pub fn account(&self) -> &BotAccount {
-        &self.account
-    }
+    common_accessors!(RangeParams);
 
     /// The order the bot waits on, if any.
     pub fn working(&self) -> Option<&Working> {
@@ -252,26 +236,13 @@ impl RangeBot {
                 None => self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out),
             },
             BotInput::Pause => {
-                if self.status == BotStatus::Running {
-                    self.status = BotStatus::Paused;
-                    out.push(Command::Status {
-                        status: BotStatus::Paused,
-                        reason: "paused by the user".into(),
-                    });
-                }
+                pause(&mut self.status, "paused by the user", &mut out);
             }
             // Its decisions depend on its own fills only.
             BotInput::Market { .. } | BotInput::GuardStopped { .. } => {}
             BotInput::Resume => {
-                if self.status == BotStatus::Paused {
-                    self.status = BotStatus::Running;
-                    out.push(Command::Status {
-                        status: BotStatus::Running,
-                        reason: "resumed by the user".into(),
-                    });
-                    if self.working.is_none() {
-                        self.place(&mut out);
-                    }
+                if resume(&mut self.status, &mut out) && self.working.is_none() {
+                    self.place(&mut out);
                 }
             }
         }
@@ -298,17 +269,10 @@ impl RangeBot {
                     self.finish(BotStatus::Stopped, "stopped by the user".into(), out);
                 }
             }
-            DoneReason::Canceled(_) if w.cancel_requested => {
-                out.push(Command::Note(format!(
-                    "{what} canceled ({} filled)",
-                    w.filled.normalize()
-                )));
-                self.finish(BotStatus::Stopped, "stopped by the user".into(), out);
-            }
             DoneReason::Canceled(why) => {
-                let text = outside_cancel_text(why);
-                out.push(Command::Note(format!("{what} canceled: {text}")));
-                self.finish(BotStatus::Failed, text.into(), out);
+                let (note, status, reason) = canceled(&what, &w, why);
+                out.push(note);
+                self.finish(status, reason, out);
             }
         }
     }

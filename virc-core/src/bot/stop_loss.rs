@@ -21,8 +21,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working,
-    outside_cancel_text,
+    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working, canceled,
+    pause, record, resume,
 };
 use crate::{
     ids::{BotId, ClientOid},
@@ -149,25 +149,7 @@ impl StopLossBot {
         }
     }
 
-    /// The parameters.
-    pub fn params(&self) -> &StopLossParams {
-        &self.params
-    }
-
-    /// The status.
-    pub fn status(&self) -> BotStatus {
-        self.status
-    }
-
-    /// Why it is stopped, ended or failed.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The money figures.
-    pub fn account(&self) -> &BotAccount {
-        &self.account
-    }
+    common_accessors!(StopLossParams);
 
     /// The resting stop or the exit order.
     pub fn working(&self) -> Option<&Working> {
@@ -450,22 +432,9 @@ impl StopLossBot {
                     self.exit(&mut out);
                 }
             }
-            BotInput::Accepted {
-                client_oid,
-                order_id,
-            } => {
+            input @ (BotInput::Accepted { client_oid, .. } | BotInput::Fill { client_oid, .. }) => {
                 if let Some(w) = self.mine(client_oid) {
-                    w.order_id = Some(order_id);
-                }
-            }
-            BotInput::Fill {
-                client_oid,
-                price,
-                size,
-                fee,
-            } => {
-                if let Some(w) = self.mine(client_oid) {
-                    w.fill(price, size, fee);
+                    let fee = record(w, &input);
                     self.account.fees_paid += fee;
                 }
             }
@@ -496,28 +465,20 @@ impl StopLossBot {
                 None => self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out),
             },
             BotInput::Pause => {
-                if self.status == BotStatus::Running {
-                    self.status = BotStatus::Paused;
-                    out.push(Command::Status {
-                        status: BotStatus::Paused,
-                        reason: "paused by the user: an exchange-side stop stays on the book"
-                            .into(),
-                    });
-                }
+                pause(
+                    &mut self.status,
+                    "paused by the user: an exchange-side stop stays on the book",
+                    &mut out,
+                );
             }
             BotInput::Resume => {
-                if self.status == BotStatus::Paused {
-                    self.status = BotStatus::Running;
-                    out.push(Command::Status {
-                        status: BotStatus::Running,
-                        reason: "resumed by the user".into(),
-                    });
-                    if let Some(price) = env.price() {
-                        if self.phase == Phase::Waiting {
-                            self.arm(price, &mut out);
-                        } else {
-                            self.on_price(price, &mut out);
-                        }
+                if resume(&mut self.status, &mut out)
+                    && let Some(price) = env.price()
+                {
+                    if self.phase == Phase::Waiting {
+                        self.arm(price, &mut out);
+                    } else {
+                        self.on_price(price, &mut out);
                     }
                 }
             }
@@ -551,17 +512,10 @@ impl StopLossBot {
                 self.repeg = false;
                 self.place_stop(out);
             }
-            DoneReason::Canceled(_) if w.cancel_requested => {
-                out.push(Command::Note(format!(
-                    "{what} canceled ({} filled)",
-                    w.filled.normalize()
-                )));
-                self.finish(BotStatus::Stopped, "stopped by the user".into(), out);
-            }
             DoneReason::Canceled(why) => {
-                let text = outside_cancel_text(why);
-                out.push(Command::Note(format!("{what} canceled: {text}")));
-                self.finish(BotStatus::Failed, text.into(), out);
+                let (note, status, reason) = canceled(&what, &w, why);
+                out.push(note);
+                self.finish(status, reason, out);
             }
         }
     }
