@@ -4,6 +4,7 @@
 mod client;
 mod error;
 mod output;
+mod record;
 mod spec;
 mod trade;
 
@@ -106,6 +107,9 @@ enum Command {
     Fills(trade::FillsArgs),
     /// List the exchange connections: kind, state, endpoint (* marks the default).
     Exchanges,
+    /// Export and import the daemon's recorded trades (JSON lines, Coinbase `match` shape).
+    #[command(subcommand)]
+    Record(record::RecordCommand),
     /// Check a rule of the conditional bots' language against the live market.
     #[command(subcommand)]
     Rule(trade::RuleCommand),
@@ -239,6 +243,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Fills(args) => {
             trade::fills(client::connect(&target).await?, args, cli.json, &mut out).await
+        }
+        Command::Record(cmd) => {
+            record::record(client::connect(&target).await?, cmd, cli.json, &mut out).await
         }
         Command::Rule(cmd) => {
             trade::rule(client::connect(&target).await?, cmd, cli.json, &mut out).await

@@ -607,3 +607,144 @@ async fn grid_stop_loss_and_conditional_bots_and_rule_checks_from_a_shell() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     d.stop().await.unwrap();
 }
+
+/// `virc --json candles BTC-USD --period 1m --limit 100`, parsed.
+async fn candles_json(socket: &Path) -> serde_json::Value {
+    let out = run(
+        socket,
+        &[
+            "--json", "candles", "BTC-USD", "--period", "1m", "--limit", "100",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorder_round_trip_export_import_gives_identical_candles() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five minutes of trades, trade 150 missing: a gap the recorder notes.
+    let tape = dir.path().join("tape.jsonl");
+    let prices: Vec<String> = (0..300).map(|i| format!("{}.00", 100 + i % 7)).collect();
+    let refs: Vec<&str> = prices.iter().map(String::as_str).collect();
+    virc_tests::write_market(&tape, "BTC-USD", &refs, 103.0, "0.25");
+    let text = std::fs::read_to_string(&tape).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 149)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(&tape, kept.join("\n")).unwrap();
+
+    let a_dir = dir.path().join("a");
+    let a_config = || {
+        let mut c = virc_tests::market_config(&a_dir, &tape, "max");
+        c.market.looping = false;
+        c.recorder.mode = virc_daemon::config::RecorderMode::On;
+        c
+    };
+    let a = TestDaemon::start(a_config(), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        let out = run(&a.socket, &["--json", "ticker"]).await;
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v["trade_id"] == 300
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let before = candles_json(&a.socket).await;
+    assert_eq!(before.as_array().unwrap().len(), 4, "four closed minutes");
+    let out = run(
+        &a.socket,
+        &["--json", "events", "--since", "0", "--kind", "feed_gap"],
+    )
+    .await;
+    let gap: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(
+        (&gap["data"]["expected"], &gap["data"]["received"]),
+        (&json!(150), &json!(151))
+    );
+
+    let export = dir.path().join("export.jsonl");
+    let out = run_owned(
+        &a.socket,
+        vec![
+            "record".into(),
+            "export".into(),
+            "--product".into(),
+            "BTC-USD".into(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(&export, &out.stdout).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 299);
+    let window = run(
+        &a.socket,
+        &[
+            "record",
+            "export",
+            "--product",
+            "BTC-USD",
+            "--from",
+            "2016-05-12T15:01:00Z",
+            "--to",
+            "2016-05-12T15:02:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&window.stdout).lines().count(), 60);
+
+    // A restarted recording replay resumes after what it recorded: same candles, no duplicates.
+    a.stop().await.unwrap();
+    let a = TestDaemon::start(a_config(), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(candles_json(&a.socket).await, before);
+    a.stop().await.unwrap();
+
+    // Another daemon imports the export and, restarted, rebuilds the same candles.
+    let b_dir = dir.path().join("b");
+    let b = TestDaemon::start(test_config(&b_dir), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    let out = run_owned(
+        &b.socket,
+        vec![
+            "record".into(),
+            "import".into(),
+            export.display().to_string(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "imported 299 trades; 0 already recorded; 0 other messages skipped; 0 malformed lines\n"
+    );
+    let again = run_owned(
+        &b.socket,
+        vec![
+            "--json".into(),
+            "record".into(),
+            "import".into(),
+            export.display().to_string(),
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!((&v["imported"], &v["duplicates"]), (&json!(0), &json!(299)));
+    b.stop().await.unwrap();
+    let b = TestDaemon::start(test_config(&b_dir), Credentials::default(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(candles_json(&b.socket).await, before);
+    b.stop().await.unwrap();
+}

@@ -67,3 +67,10 @@ pub fn to_timestamp(nanos: Nanos) -> prost_types::Timestamp {
         nanos: nanos.rem_euclid(1_000_000_000) as i32,
     }
 }
+
+/// Nanoseconds since the epoch of a protobuf timestamp (saturating).
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> Nanos {
+    ts.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(ts.nanos))
+}

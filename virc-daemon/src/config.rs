@@ -64,6 +64,8 @@ pub struct Config {
     /// Named exchange connections; a simulated exchange `paper` is always among them
     /// (with the defaults unless `[exchanges.paper]` sets it).
     pub exchanges: ExchangesConfig,
+    /// The trade recorder.
+    pub recorder: RecorderConfig,
     /// Where the config was loaded from; `None` for built-in defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -144,6 +146,60 @@ pub enum MarketSource {
     Replay,
     /// No market data.
     None,
+}
+
+/// Whether the recorder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecorderMode {
+    /// Record a live feed; not a replay (it is a recording already). Recorded
+    /// history is read back at start whenever the source is not a replay.
+    #[default]
+    Auto,
+    /// Record whatever the market is fed, replays included; a restarted
+    /// replay resumes after the last trade recorded.
+    On,
+    /// Record nothing and read nothing back at start.
+    Off,
+}
+
+/// The trade recorder's settings (`[recorder]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecorderConfig {
+    /// `auto`, `on` or `off`.
+    pub mode: RecorderMode,
+    /// How long recorded trades are kept (exchange time), like `30d`.
+    pub retention: DurationSpec,
+    /// Per-product retention, overriding `retention`: `{ "BTC-USD" = "90d" }`.
+    pub retention_by_product: std::collections::BTreeMap<String, DurationSpec>,
+    /// How much recorded history rebuilds candles, windows and indicators at start.
+    pub backfill: DurationSpec,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            mode: RecorderMode::Auto,
+            retention: DurationSpec(Duration::from_secs(30 * 86_400)),
+            retention_by_product: std::collections::BTreeMap::new(),
+            backfill: DurationSpec(Duration::from_secs(7 * 86_400)),
+        }
+    }
+}
+
+impl Config {
+    /// Whether trades are recorded and read back at start.
+    pub fn recording(&self) -> bool {
+        match self.recorder.mode {
+            RecorderMode::On => true,
+            RecorderMode::Off => false,
+            RecorderMode::Auto => !matches!(
+                self.market.source,
+                MarketSource::Demo | MarketSource::Replay
+            ),
+        }
+    }
 }
 
 /// Market data settings.

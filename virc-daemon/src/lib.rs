@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod market;
 pub mod notify;
 pub mod paths;
+pub mod recorder;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -32,6 +32,7 @@ use crate::{
     clock::to_timestamp,
     events::{Draft, EventsHandle},
     exchange::coinbase::ws::messages::{WsMessage, parse},
+    recorder::{Gap, Recorded, Recorder, TradeLog},
 };
 
 /// The bundled demo market: real BTC-USD trades of 2016-05-12 15:00-16:00 UTC.
@@ -128,57 +129,73 @@ pub fn load_recording(text: &str) -> (Vec<Input>, usize) {
     (out, malformed)
 }
 
-/// Plays `inputs` into the market until `stop` (or the end, without `looping`).
+/// Plays `inputs` into the market until `stop` (or the end, without
+/// `looping`). Each pass after the first shifts times by whole hours and
+/// trade ids by the recording's id span, so the market keeps moving
+/// forward. Trades at or below `resume`'s trade id for their product (what
+/// the recorder already holds from an earlier run) are skipped without
+/// waiting, so a restarted daemon picks the tape up where it left it.
 pub async fn replay(
     inputs: Vec<Input>,
     speed: Speed,
     looping: bool,
+    resume: BTreeMap<String, u64>,
     market: MarketHandle,
     stop: CancellationToken,
 ) {
-    let times: Vec<i64> = inputs
-        .iter()
-        .filter_map(|i| {
-            if let Input::Trade(_, t, _) = i {
-                Some(t.time)
-            } else {
-                None
-            }
+    let trades = || {
+        inputs.iter().filter_map(|i| match i {
+            Input::Trade(_, t, _) => Some(t),
+            _ => None,
         })
-        .collect();
-    let (Some(&t0), Some(&t1)) = (times.first(), times.last()) else {
+    };
+    let (Some(t0), Some(t1)) = (
+        trades().map(|t| t.time).min(),
+        trades().map(|t| t.time).max(),
+    ) else {
+        return;
+    };
+    let (Some(id0), Some(id1)) = (
+        trades().map(|t| t.trade_id).min(),
+        trades().map(|t| t.trade_id).max(),
+    ) else {
         return;
     };
     let hour = 3_600_000_000_000_i64;
     let shift = ((t1 - t0) / hour + 1) * hour;
-    let trades = i64::try_from(times.len()).unwrap_or(i64::MAX);
+    let id_span = id1 - id0 + 1;
     let mut pass: i64 = 0;
     loop {
-        let started = tokio::time::Instant::now();
-        let mut last_time = t0;
+        // Pacing is anchored at the first trade played (not skipped) in the pass.
+        let mut anchor: Option<(tokio::time::Instant, i64)> = None;
         for input in &inputs {
             let input = match input.clone() {
                 Input::Trade(p, mut t, side) => {
-                    last_time = t.time;
                     t.time += pass * shift;
-                    t.trade_id += u64::try_from(pass * trades).unwrap_or(0);
+                    t.trade_id += u64::try_from(pass).unwrap_or(0) * id_span;
+                    if resume.get(&p).is_some_and(|r| t.trade_id <= *r) {
+                        continue;
+                    }
+                    let (start, from) =
+                        *anchor.get_or_insert_with(|| (tokio::time::Instant::now(), t.time));
+                    if let Speed::Factor(f) = speed {
+                        #[expect(
+                            clippy::cast_precision_loss,
+                            clippy::cast_possible_truncation,
+                            clippy::cast_sign_loss,
+                            reason = "pacing only"
+                        )]
+                        let due = start + Duration::from_nanos(((t.time - from) as f64 / f) as u64);
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep_until(due) => {}
+                        }
+                    }
                     Input::Trade(p, t, side)
                 }
                 other => other,
             };
-            if let Speed::Factor(f) = speed {
-                #[expect(
-                    clippy::cast_precision_loss,
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "pacing only"
-                )]
-                let due = started + Duration::from_nanos(((last_time - t0) as f64 / f) as u64);
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep_until(due) => {}
-                }
-            } else if stop.is_cancelled() {
+            if stop.is_cancelled() {
                 return;
             }
             if market.tx.send(Request::Input(input)).await.is_err() {
@@ -228,6 +245,7 @@ enum Request {
 pub struct MarketHandle {
     tx: mpsc::Sender<Request>,
     catalogue: Arc<Catalogue>,
+    trades: Option<TradeLog>,
 }
 
 impl MarketHandle {
@@ -235,6 +253,17 @@ impl MarketHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Exports and imports go to this trade log.
+    pub fn with_trades(mut self, log: TradeLog) -> Self {
+        self.trades = Some(log);
+        self
+    }
+
+    /// The recorded trades.
+    pub fn trades(&self) -> Option<&TradeLog> {
+        self.trades.as_ref()
     }
 
     /// The products the market knows.
@@ -294,6 +323,7 @@ impl MarketHandle {
 pub struct MarketActor {
     rx: mpsc::Receiver<Request>,
     tap: Option<crate::runtime::RuntimeHandle>,
+    recorder: Option<Recorder>,
     products: BTreeMap<String, ProductState>,
     events: EventsHandle,
     cadence: Duration,
@@ -311,6 +341,7 @@ impl MarketActor {
             Self {
                 rx,
                 tap: None,
+                recorder: None,
                 products: BTreeMap::new(),
                 events,
                 cadence,
@@ -318,6 +349,7 @@ impl MarketActor {
             MarketHandle {
                 tx,
                 catalogue: Arc::new(catalogue),
+                trades: None,
             },
         )
     }
@@ -327,6 +359,24 @@ impl MarketActor {
     pub fn with_runtime(mut self, runtime: crate::runtime::RuntimeHandle) -> Self {
         self.tap = Some(runtime);
         self
+    }
+
+    /// Records every trade it is fed.
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Rebuilds a product's candles and windows from recorded trades (at
+    /// start, before any live input); returns how many it took in.
+    pub fn backfill(&mut self, product: &str, trades: &[Recorded]) -> usize {
+        let state = self.products.entry(product.to_owned()).or_default();
+        let n = trades
+            .iter()
+            .filter(|(t, _)| state.analyst.on_trade(t))
+            .count();
+        state.changed |= n > 0;
+        n
     }
 
     /// Runs until `stop`.
@@ -342,7 +392,20 @@ impl MarketActor {
                         (Request::Input(input), Some(_)) => Some(input.clone()),
                         _ => None,
                     };
-                    self.handle(req);
+                    if let Some(gap) = self.handle(req) {
+                        self.events
+                            .emit(Draft {
+                                bot_id: String::new(),
+                                product_id: gap.product_id.clone(),
+                                payload: Payload::FeedGap(pb::FeedGap {
+                                    exchange: String::new(),
+                                    channel: "matches".into(),
+                                    expected: gap.after + 1,
+                                    received: gap.before,
+                                }),
+                            })
+                            .await;
+                    }
                     if let (Some(input), Some(tap)) = (forward, &self.tap) {
                         tap.market(input).await;
                     }
@@ -352,11 +415,19 @@ impl MarketActor {
         }
     }
 
-    fn handle(&mut self, req: Request) {
+    /// Handles one request; returns a gap the recorder found in the trade ids.
+    fn handle(&mut self, req: Request) -> Option<Gap> {
         match req {
-            Request::Input(Input::Trade(p, t, _)) => {
+            Request::Input(Input::Trade(p, t, side)) => {
+                let gap = self.recorder.as_mut().and_then(|r| {
+                    r.record(&p, &t, side).unwrap_or_else(|e| {
+                        tracing::error!(product = %p, error = %e, "Cannot record a trade");
+                        None
+                    })
+                });
                 let state = self.products.entry(p).or_default();
                 state.changed |= state.analyst.on_trade(&t);
+                return gap;
             }
             Request::Input(Input::Snapshot(p, book)) => {
                 let state = self.products.entry(p).or_default();
@@ -437,6 +508,7 @@ impl MarketActor {
                 }));
             }
         }
+        None
     }
 
     async fn publish(&mut self) {

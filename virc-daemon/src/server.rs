@@ -38,6 +38,7 @@ use crate::{
     events::{Draft, EventBus, EventsHandle},
     exchange::sim::SimExchange,
     market::{DEMO_FEED, DEMO_PRODUCTS, MarketActor, MarketHandle, load_recording, replay},
+    recorder::{Recorder, Retention, TradeLog},
     runtime::{Runtime, RuntimeHandle, Venue},
     store::{Store, StoreError},
 };
@@ -246,6 +247,9 @@ async fn reload_on_hup(
         if changed(&new.exchanges, &current.exchanges) {
             needs_restart.push("exchanges".into());
         }
+        if changed(&new.recorder, &current.recorder) {
+            needs_restart.push("recorder".into());
+        }
         tracing::info!(applied = ?applied, needs_restart = ?needs_restart, "SIGHUP: config reloaded");
         events
             .emit(Draft::new(Payload::ConfigReloaded(pb::ConfigReloaded {
@@ -289,7 +293,9 @@ pub async fn run_with_reload(
     let runtime = start_runtime(
         &config, &catalogue, &store, &events, &clock, &stop, &mut tasks,
     )?;
-    let market = start_market(&config, catalogue, &events, &runtime, &stop, &mut tasks)?;
+    let market = start_market(
+        &config, catalogue, &store, &events, &runtime, &stop, &mut tasks,
+    )?;
     if config.demo_bot {
         tasks.spawn(demo_bot(runtime.clone()));
     }
@@ -542,56 +548,108 @@ fn start_runtime(
 }
 
 /// Starts the market actor and, per `market.source`, the replay that feeds it.
+/// Recorded trades are read back this many at a time.
+const BACKFILL_CHUNK: usize = 50_000;
+
 fn start_market(
     config: &Config,
     catalogue: Catalogue,
+    store: &Store,
     events: &EventsHandle,
     runtime: &RuntimeHandle,
     stop: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<MarketHandle, DaemonError> {
     let m = &config.market;
-    let (actor, market) = MarketActor::new(catalogue, events.clone(), m.update_interval.0);
+    let (mut actor, market) = MarketActor::new(catalogue, events.clone(), m.update_interval.0);
+    let log = TradeLog::open(store)?;
+    let market = market.with_trades(log.clone());
+    // Recorded history first: candles, windows and the bots' view of the
+    // market are rebuilt before the first live trade.
+    let mut history = Vec::new();
+    let mut resume = BTreeMap::new();
+    if config.recording() {
+        let r = &config.recorder;
+        let retention = Retention {
+            default: r.retention.0,
+            by_product: r
+                .retention_by_product
+                .iter()
+                .map(|(p, d)| (p.clone(), d.0))
+                .collect(),
+        };
+        actor = actor.with_recorder(Recorder::new(log.clone(), retention));
+        let span = i64::try_from(r.backfill.0.as_nanos()).unwrap_or(i64::MAX);
+        for product in log.products()? {
+            let Some((last, _)) = log.last(&product)? else {
+                continue;
+            };
+            let from = last.time.saturating_sub(span);
+            let mut n = 0;
+            log.scan(&product, from, BACKFILL_CHUNK, |chunk| {
+                n += actor.backfill(&product, &chunk);
+            })?;
+            tracing::info!(product, trades = n, "Market rebuilt from recorded trades");
+            resume.insert(product.clone(), last.trade_id);
+            history.push((product, from));
+        }
+    }
     tasks.spawn(actor.with_runtime(runtime.clone()).run(stop.clone()));
     let recording = match m.source {
         MarketSource::None => {
             tracing::info!("No market data (market.source = \"none\")");
-            return Ok(market);
+            None
         }
         MarketSource::Demo => {
             tracing::info!(
                 "Paper market: replaying the bundled BTC-USD recording of 2016-05-12 in a loop (market.source = \"demo\"; no network, no keys)"
             );
-            DEMO_FEED.to_owned()
+            Some(DEMO_FEED.to_owned())
         }
         MarketSource::Replay => {
             let path = m
                 .replay_file
                 .as_deref()
                 .unwrap_or_else(|| std::path::Path::new(""));
-            std::fs::read_to_string(path).map_err(|e| {
+            Some(std::fs::read_to_string(path).map_err(|e| {
                 DaemonError::Listen(format!(
                     "cannot read market.replay_file {}: {e}",
                     path.display()
                 ))
-            })?
+            })?)
         }
     };
-    let (inputs, malformed) = load_recording(&recording);
-    if malformed > 0 {
-        tracing::warn!(malformed, "Skipped malformed lines in the recording");
-    }
     let speed = m
         .speed
         .parse()
         .map_err(|e: String| DaemonError::Listen(e))?;
-    tasks.spawn(replay(
-        inputs,
-        speed,
-        m.looping,
-        market.clone(),
-        stop.clone(),
-    ));
+    let inputs = recording.map(|text| {
+        let (inputs, malformed) = load_recording(&text);
+        if malformed > 0 {
+            tracing::warn!(malformed, "Skipped malformed lines in the recording");
+        }
+        inputs
+    });
+    let (looping, feed, runtime, stop) = (m.looping, market.clone(), runtime.clone(), stop.clone());
+    tasks.spawn(async move {
+        for (product, from) in history {
+            // Chunk by chunk: memory stays bounded however much is recorded.
+            let mut cursor = TradeLog::cursor(&product, from);
+            loop {
+                match log.next_chunk(&mut cursor, BACKFILL_CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => break,
+                    Ok(chunk) => runtime.backfill(product.clone(), chunk).await,
+                    Err(e) => {
+                        tracing::error!(product, error = %e, "Cannot read recorded trades for the bots");
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(inputs) = inputs {
+            replay(inputs, speed, looping, resume, feed, stop).await;
+        }
+    });
     Ok(market)
 }
 

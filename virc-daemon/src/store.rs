@@ -133,6 +133,11 @@ impl Store {
         })
     }
 
+    /// A raw tree, for data with its own encoding (the trade recorder).
+    pub fn tree(&self, name: &'static str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// The event log.
     pub fn events(&self) -> EventLog {
         EventLog {

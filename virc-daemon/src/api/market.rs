@@ -2,12 +2,20 @@
 
 use std::pin::Pin;
 
-use tokio_stream::Stream;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
-use virc_core::market::Period;
+use virc_core::{
+    market::{Period, Trade},
+    money::{Price, Size},
+    order::Side,
+};
 use virc_proto::v1::{self as pb, market_server::Market};
 
-use crate::market::MarketHandle;
+use crate::{
+    clock::{from_timestamp, to_timestamp},
+    market::MarketHandle,
+    recorder::TradeLog,
+};
 
 /// Serves `virc.v1.Market` from the market actor.
 #[derive(Clone)]
@@ -35,6 +43,14 @@ impl MarketService {
             "unknown product `{product}`; this daemon's market has: {}",
             known.join(", ")
         )))
+    }
+}
+
+impl MarketService {
+    fn log(&self) -> Result<&TradeLog, Status> {
+        self.market
+            .trades()
+            .ok_or_else(|| Status::unavailable("this daemon has no trade recorder"))
     }
 }
 
@@ -167,19 +183,108 @@ impl Market for MarketService {
 
     async fn export_trades(
         &self,
-        _: Request<pb::ExportTradesRequest>,
+        request: Request<pb::ExportTradesRequest>,
     ) -> Result<Response<Self::ExportTradesStream>, Status> {
-        Err(Status::unimplemented(
-            "trade export needs the recorder, which is not built yet (issue 5)",
-        ))
+        let req = request.into_inner();
+        self.known(&req.product_id)?;
+        let log = self.log()?.clone();
+        let from = req.from.as_ref().map_or(i64::MIN, from_timestamp);
+        let to = req.to.as_ref().map_or(i64::MAX, from_timestamp);
+        let product = req.product_id;
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNK);
+        // Read in chunks as the client takes them: memory stays bounded.
+        tokio::spawn(async move {
+            let mut cursor = TradeLog::cursor(&product, from);
+            loop {
+                let chunk = match log.next_chunk(&mut cursor, EXPORT_CHUNK) {
+                    Ok(c) if c.is_empty() => return,
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for (t, side) in chunk {
+                    if t.time >= to {
+                        return;
+                    }
+                    if tx.send(Ok(wire_trade(&product, &t, side))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn import_trades(
         &self,
-        _: Request<Streaming<pb::Trade>>,
+        request: Request<Streaming<pb::Trade>>,
     ) -> Result<Response<pb::ImportTradesResponse>, Status> {
-        Err(Status::unimplemented(
-            "trade import needs the recorder, which is not built yet (issue 5)",
-        ))
+        let log = self.log()?.clone();
+        let mut stream = request.into_inner();
+        let (mut imported, mut duplicates) = (0, 0);
+        let mut n = 0u64;
+        while let Some(t) = stream.message().await? {
+            n += 1;
+            self.known(&t.product_id)?;
+            let (trade, side) = core_trade(&t).map_err(|e| {
+                Status::invalid_argument(format!("trade {n} (id {}): {e}", t.trade_id))
+            })?;
+            if log
+                .insert(&t.product_id, &trade, side)
+                .map_err(|e| Status::internal(e.to_string()))?
+            {
+                imported += 1;
+            } else {
+                duplicates += 1;
+            }
+        }
+        Ok(Response::new(pb::ImportTradesResponse {
+            imported,
+            duplicates,
+        }))
     }
+}
+
+/// Trades go out this many at a time.
+const EXPORT_CHUNK: usize = 10_000;
+
+fn wire_trade(product: &str, t: &Trade, side: Side) -> pb::Trade {
+    pb::Trade {
+        product_id: product.to_owned(),
+        trade_id: t.trade_id,
+        price: t.price.to_string(),
+        size: t.size.to_string(),
+        side: crate::runtime::wire_side(side),
+        time: Some(to_timestamp(t.time)),
+    }
+}
+
+/// A wire trade as the recorder stores it; the error names the bad field.
+fn core_trade(t: &pb::Trade) -> Result<(Trade, Side), String> {
+    let side = match pb::Side::try_from(t.side) {
+        Ok(pb::Side::Buy) => Side::Buy,
+        Ok(pb::Side::Sell) => Side::Sell,
+        _ => return Err("side must be buy or sell".into()),
+    };
+    let time = t
+        .time
+        .as_ref()
+        .map(from_timestamp)
+        .ok_or("time is missing")?;
+    let price = Price::parse(&t.price).map_err(|e| format!("price: {e}"))?;
+    let size = Size::parse(&t.size).map_err(|e| format!("size: {e}"))?;
+    if price.get().is_zero() || size.is_zero() {
+        return Err("price and size must be above zero".into());
+    }
+    Ok((
+        Trade {
+            time,
+            trade_id: t.trade_id,
+            price,
+            size,
+        },
+        side,
+    ))
 }

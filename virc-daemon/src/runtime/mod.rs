@@ -49,7 +49,7 @@ use crate::{
     store::{Records, Store},
 };
 
-pub use convert::dec;
+pub use convert::{dec, side as wire_side};
 
 /// `virc bot show` lists at most this many history lines (the event log has all).
 const HISTORY: usize = 200;
@@ -152,6 +152,7 @@ enum Request {
     Counts(oneshot::Sender<BTreeMap<&'static str, u32>>),
     TickLatency(oneshot::Sender<Vec<std::time::Duration>>),
     CheckRule(pb::CheckRuleRequest, Answer<pb::CheckRuleResponse>),
+    Backfill(String, Vec<crate::recorder::Recorded>),
 }
 
 /// How many tick-to-command samples the runtime keeps.
@@ -264,6 +265,12 @@ impl RuntimeHandle {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Rebuilds the bots' view of a product from recorded trades (at start,
+    /// before live input; the simulated exchanges do not see them).
+    pub async fn backfill(&self, product: String, trades: Vec<crate::recorder::Recorded>) {
+        let _ = self.tx.send(Request::Backfill(product, trades)).await;
     }
 
     /// Evaluates a rule against the market as the bots see it.
@@ -483,6 +490,12 @@ impl Runtime {
             }
             Request::TickLatency(reply) => {
                 let _ = reply.send(self.tick_latency.iter().copied().collect());
+            }
+            Request::Backfill(product, trades) => {
+                let mirror = self.markets.entry(product).or_default();
+                for (t, _) in &trades {
+                    mirror.analyst.on_trade(t);
+                }
             }
             Request::CheckRule(req, reply) => {
                 let _ = reply.send(self.check_rule(&req));

@@ -1,0 +1,562 @@
+//! The trade recorder: every public trade per product in sled, keyed for
+//! range scans by time, with gaps recorded as such, pruned by retention,
+//! and read back to rebuild candles and windows at start, to export, and
+//! to import.
+//!
+//! # Layout
+//! One tree, `trades`: key `product \0 time trade_id` (time as 8 big-endian
+//! bytes with the sign bit flipped, so keys sort by time; the trade id
+//! breaks ties), value `price size side` as text (exact decimals, `b` or
+//! `s` for the maker side). A second tree, `trade_gaps`, holds one JSON
+//! record per gap: trade ids missing between two recorded trades, keyed
+//! like the trade after the gap.
+//!
+//! # Duplicates and order
+//! A trade already recorded (same product, time and id) is skipped, so a
+//! feed that repeats itself, a replay started again, or an import of an
+//! overlapping export records nothing twice. A trade whose id is at or
+//! below the last recorded one is still stored (an import may fill a gap)
+//! but opens no gap.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use virc_core::{
+    market::Trade,
+    money::{Price, Size},
+    order::Side,
+};
+
+use crate::store::{Store, StoreError};
+
+/// Trade ids missing between two recorded trades.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// Product.
+    pub product_id: String,
+    /// Last trade id before the gap.
+    pub after: u64,
+    /// First trade id after the gap.
+    pub before: u64,
+    /// Exchange time of the trade before the gap (ns).
+    pub from: i64,
+    /// Exchange time of the trade after the gap (ns).
+    pub to: i64,
+}
+
+impl Gap {
+    /// How many trade ids are missing.
+    pub fn missing(&self) -> u64 {
+        self.before.saturating_sub(self.after + 1)
+    }
+}
+
+/// A position in a chunked read of one product's trades.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    next: Vec<u8>,
+    end: Vec<u8>,
+}
+
+/// One recorded trade with its maker side.
+pub type Recorded = (Trade, Side);
+
+/// The recorded trades: reading, importing, pruning. Cheap to clone.
+#[derive(Clone)]
+pub struct TradeLog {
+    trades: sled::Tree,
+    gaps: sled::Tree,
+}
+
+impl std::fmt::Debug for TradeLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TradeLog")
+            .field("trades", &self.trades.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn time_bytes(t: i64) -> [u8; 8] {
+    // Flipping the sign bit makes the big-endian bytes sort like the numbers.
+    (t.cast_unsigned() ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_of(b: &[u8]) -> Option<i64> {
+    let raw: [u8; 8] = b.try_into().ok()?;
+    Some((u64::from_be_bytes(raw) ^ (1 << 63)).cast_signed())
+}
+
+fn prefix(product: &str) -> Vec<u8> {
+    let mut k = product.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn key(product: &str, time: i64, trade_id: u64) -> Vec<u8> {
+    let mut k = prefix(product);
+    k.extend_from_slice(&time_bytes(time));
+    k.extend_from_slice(&trade_id.to_be_bytes());
+    k
+}
+
+fn corrupt(detail: String) -> StoreError {
+    StoreError::Corrupt {
+        tree: "trades",
+        detail,
+    }
+}
+
+fn encode(t: &Trade, side: Side) -> String {
+    let s = match side {
+        Side::Buy => 'b',
+        Side::Sell => 's',
+    };
+    format!("{} {} {s}", t.price, t.size)
+}
+
+fn decode(k: &[u8], v: &[u8]) -> Result<Recorded, StoreError> {
+    let bad = || corrupt(format!("undecodable trade under key {k:?}"));
+    let n = k.len();
+    if n < 17 {
+        return Err(bad());
+    }
+    let time = time_of(&k[n - 16..n - 8]).ok_or_else(bad)?;
+    let trade_id = u64::from_be_bytes(k[n - 8..].try_into().map_err(|_| bad())?);
+    let text = std::str::from_utf8(v).map_err(|_| bad())?;
+    let mut parts = text.split(' ');
+    let (Some(p), Some(s), Some(side), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let side = match side {
+        "b" => Side::Buy,
+        "s" => Side::Sell,
+        _ => return Err(bad()),
+    };
+    Ok((
+        Trade {
+            time,
+            trade_id,
+            price: Price::parse(p).map_err(|_| bad())?,
+            size: Size::parse(s).map_err(|_| bad())?,
+        },
+        side,
+    ))
+}
+
+impl TradeLog {
+    /// The log in `store`.
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            trades: store.tree("trades")?,
+            gaps: store.tree("trade_gaps")?,
+        })
+    }
+
+    /// Stores one trade; false when it was already recorded.
+    pub fn insert(&self, product: &str, t: &Trade, side: Side) -> Result<bool, StoreError> {
+        let k = key(product, t.time, t.trade_id);
+        let old =
+            self.trades
+                .compare_and_swap(&k, None::<&[u8]>, Some(encode(t, side).as_bytes()))?;
+        Ok(old.is_ok())
+    }
+
+    /// Records a gap.
+    pub fn insert_gap(&self, gap: &Gap) -> Result<(), StoreError> {
+        let k = key(&gap.product_id, gap.to, gap.before);
+        let v = serde_json::to_vec(gap).map_err(|e| corrupt(e.to_string()))?;
+        self.gaps.insert(k, v)?;
+        Ok(())
+    }
+
+    /// Trades of `product` with `from <= time < to`, oldest first, at most `limit`.
+    pub fn range(
+        &self,
+        product: &str,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let lo = key(product, from, 0);
+        let hi = key(product, to, 0);
+        self.trades
+            .range(lo..hi)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Where a chunked read of `product` from `from` starts.
+    pub fn cursor(product: &str, from: i64) -> Cursor {
+        Cursor {
+            next: key(product, from, 0),
+            end: key(product, i64::MAX, u64::MAX),
+        }
+    }
+
+    /// The next at most `limit` trades after `cursor`, oldest first; the
+    /// cursor moves past them. Empty at the end.
+    pub fn next_chunk(
+        &self,
+        cursor: &mut Cursor,
+        limit: usize,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(65_536));
+        let mut last = None;
+        for r in self
+            .trades
+            .range(cursor.next.clone()..=cursor.end.clone())
+            .take(limit)
+        {
+            let (k, v) = r?;
+            out.push(decode(&k, &v)?);
+            last = Some(k);
+        }
+        if let Some(k) = last {
+            // Just after the last key read.
+            cursor.next = k.to_vec();
+            cursor.next.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every trade of `product` from `from` on, oldest
+    /// first, in chunks of at most `chunk`: memory stays bounded however
+    /// much is recorded. Returns how many trades.
+    pub fn scan(
+        &self,
+        product: &str,
+        from: i64,
+        chunk: usize,
+        mut f: impl FnMut(Vec<Recorded>),
+    ) -> Result<usize, StoreError> {
+        let mut cursor = Self::cursor(product, from);
+        let mut total = 0;
+        loop {
+            let batch = self.next_chunk(&mut cursor, chunk)?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            total += batch.len();
+            f(batch);
+        }
+    }
+
+    /// Gaps of `product` whose later trade is in `[from, to)`.
+    pub fn gaps(&self, product: &str, from: i64, to: i64) -> Result<Vec<Gap>, StoreError> {
+        self.gaps
+            .range(key(product, from, 0)..key(product, to, 0))
+            .map(|r| {
+                let (_, v) = r?;
+                serde_json::from_slice(&v).map_err(|e| corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The last recorded trade of `product`.
+    pub fn last(&self, product: &str) -> Result<Option<Recorded>, StoreError> {
+        let p = prefix(product);
+        match self.trades.scan_prefix(&p).next_back() {
+            Some(r) => {
+                let (k, v) = r?;
+                decode(&k, &v).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Products with recorded trades.
+    pub fn products(&self) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = Vec::new();
+        let mut from = Vec::new();
+        // Jump from product to product instead of walking every trade.
+        while let Some(r) = self.trades.range(from.clone()..).next() {
+            let (k, _) = r?;
+            let Some(end) = k.iter().position(|b| *b == 0) else {
+                return Err(corrupt(format!("key without a product: {k:?}")));
+            };
+            let product = String::from_utf8_lossy(&k[..end]).into_owned();
+            from = k[..end].to_vec();
+            from.push(1);
+            out.push(product);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the trades and gaps of `product` older than `before`; returns how many trades.
+    pub fn prune(&self, product: &str, before: i64) -> Result<usize, StoreError> {
+        let (lo, hi) = (prefix(product), key(product, before, 0));
+        let mut removed = [0; 2];
+        for (tree, n) in [&self.trades, &self.gaps].into_iter().zip(&mut removed) {
+            let mut batch = sled::Batch::default();
+            for r in tree.range(lo.clone()..hi.clone()) {
+                batch.remove(r?.0);
+                *n += 1;
+            }
+            tree.apply_batch(batch)?;
+        }
+        Ok(removed[0])
+    }
+
+    /// Stores trades of `product` (an import); returns (stored, already there).
+    pub fn import(
+        &self,
+        product: &str,
+        trades: impl IntoIterator<Item = Recorded>,
+    ) -> Result<(u64, u64), StoreError> {
+        let (mut stored, mut dup) = (0, 0);
+        for (t, side) in trades {
+            if self.insert(product, &t, side)? {
+                stored += 1;
+            } else {
+                dup += 1;
+            }
+        }
+        Ok((stored, dup))
+    }
+}
+
+/// How long trades are kept.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// For every product without its own.
+    pub default: std::time::Duration,
+    /// Per product.
+    pub by_product: HashMap<String, std::time::Duration>,
+}
+
+impl Retention {
+    fn of(&self, product: &str) -> i64 {
+        let d = self.by_product.get(product).unwrap_or(&self.default);
+        i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Prune a product after this many new trades (and at least once a minute of exchange time).
+const PRUNE_EVERY: u32 = 10_000;
+
+/// The live recorder: the log plus what it needs to see gaps and prune.
+#[derive(Debug)]
+pub struct Recorder {
+    log: TradeLog,
+    retention: Retention,
+    /// Per product: last trade id and time recorded, trades since the last prune, time of it.
+    last: HashMap<String, (u64, i64, u32, i64)>,
+}
+
+impl Recorder {
+    /// A recorder over `log`.
+    pub fn new(log: TradeLog, retention: Retention) -> Self {
+        Self {
+            log,
+            retention,
+            last: HashMap::new(),
+        }
+    }
+
+    /// The log it writes.
+    pub fn log(&self) -> &TradeLog {
+        &self.log
+    }
+
+    /// Records one trade of the live feed: a gap when ids were skipped, a
+    /// prune now and then. Returns the gap, if one opened.
+    pub fn record(
+        &mut self,
+        product: &str,
+        t: &Trade,
+        side: Side,
+    ) -> Result<Option<Gap>, StoreError> {
+        let prev = match self.last.get(product) {
+            Some(p) => Some(*p),
+            None => self
+                .log
+                .last(product)?
+                .map(|(l, _)| (l.trade_id, l.time, 0, l.time)),
+        };
+        let stored = self.log.insert(product, t, side)?;
+        let mut gap = None;
+        let (mut last_id, mut last_time, mut since, mut pruned_at) =
+            prev.unwrap_or((t.trade_id, t.time, 0, t.time));
+        if stored && t.trade_id > last_id {
+            if prev.is_some() && t.trade_id > last_id + 1 {
+                let g = Gap {
+                    product_id: product.to_owned(),
+                    after: last_id,
+                    before: t.trade_id,
+                    from: last_time,
+                    to: t.time,
+                };
+                self.log.insert_gap(&g)?;
+                gap = Some(g);
+            }
+            last_id = t.trade_id;
+            last_time = last_time.max(t.time);
+            since += 1;
+        }
+        let minute = 60_000_000_000;
+        if since >= PRUNE_EVERY || last_time - pruned_at >= minute {
+            self.log.prune(
+                product,
+                last_time.saturating_sub(self.retention.of(product)),
+            )?;
+            since = 0;
+            pruned_at = last_time;
+        }
+        self.last
+            .insert(product.to_owned(), (last_id, last_time, since, pruned_at));
+        Ok(gap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn t(id: u64, time: i64, price: &str) -> Trade {
+        Trade {
+            time,
+            trade_id: id,
+            price: Price::parse(price).unwrap(),
+            size: Size::parse("0.5").unwrap(),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> TradeLog {
+        TradeLog::open(&Store::open(dir).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn trades_round_trip_exactly_and_scan_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        // Before 1970 too: the key order must still follow time.
+        for (id, time) in [(3, 30 * S), (1, -10 * S), (2, 20 * S)] {
+            assert!(
+                log.insert("BTC-USD", &t(id, time, "453.07000000"), Side::Sell)
+                    .unwrap()
+            );
+        }
+        log.insert("ETH-USD", &t(9, 25 * S, "10.5"), Side::Buy)
+            .unwrap();
+        assert!(
+            !log.insert("BTC-USD", &t(2, 20 * S, "453.07000000"), Side::Sell)
+                .unwrap()
+        );
+        let all = log.range("BTC-USD", i64::MIN, i64::MAX, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|(t, _)| t.trade_id).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            all[0].0.price.to_string(),
+            "453.07000000",
+            "exact text back"
+        );
+        assert_eq!(all[0].1, Side::Sell);
+        let mid = log.range("BTC-USD", 0, 30 * S, 100).unwrap();
+        assert_eq!(mid.len(), 1, "from inclusive, to exclusive");
+        assert_eq!(log.products().unwrap(), ["BTC-USD", "ETH-USD"]);
+        assert_eq!(log.last("BTC-USD").unwrap().unwrap().0.trade_id, 3);
+        assert!(log.last("LTC-USD").unwrap().is_none());
+    }
+
+    #[test]
+    fn skipped_ids_are_recorded_as_gaps_and_retention_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let mut r = Recorder::new(
+            log.clone(),
+            Retention {
+                default: Duration::from_secs(3600),
+                by_product: HashMap::from([("ETH-USD".into(), Duration::from_secs(120))]),
+            },
+        );
+        assert!(
+            r.record("BTC-USD", &t(10, 0, "1"), Side::Buy)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            r.record("BTC-USD", &t(11, S, "1"), Side::Buy)
+                .unwrap()
+                .is_none()
+        );
+        let gap = r
+            .record("BTC-USD", &t(15, 2 * S, "1"), Side::Buy)
+            .unwrap()
+            .unwrap();
+        assert_eq!((gap.after, gap.before, gap.missing()), (11, 15, 3));
+        assert_eq!(log.gaps("BTC-USD", 0, 10 * S).unwrap(), [gap]);
+        // A repeat and a late trade open no gap.
+        assert!(
+            r.record("BTC-USD", &t(15, 2 * S, "1"), Side::Buy)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            r.record("BTC-USD", &t(12, S, "1"), Side::Buy)
+                .unwrap()
+                .is_none()
+        );
+        // A recorder started again sees the gap after what is stored.
+        let mut again = Recorder::new(log.clone(), r.retention.clone());
+        assert!(
+            again
+                .record("BTC-USD", &t(20, 3 * S, "1"), Side::Buy)
+                .unwrap()
+                .is_some()
+        );
+        // ETH keeps two minutes: a trade 5 minutes later prunes the first.
+        r.record("ETH-USD", &t(1, 0, "1"), Side::Buy).unwrap();
+        r.record("ETH-USD", &t(2, 300 * S, "1"), Side::Buy).unwrap();
+        let eth = log.range("ETH-USD", i64::MIN, i64::MAX, 10).unwrap();
+        assert_eq!(eth.iter().map(|(t, _)| t.trade_id).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            log.range("BTC-USD", i64::MIN, i64::MAX, 10).unwrap().len(),
+            5
+        );
+    }
+
+    #[test]
+    fn scans_come_in_bounded_chunks_and_miss_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        for id in 0..25u64 {
+            // Pairs of trades share a time: the scan must not skip the second.
+            let time = i64::try_from(id / 2).unwrap() * S;
+            log.insert("BTC-USD", &t(id, time, "1"), Side::Buy).unwrap();
+        }
+        let mut sizes = Vec::new();
+        let mut ids = Vec::new();
+        let n = log
+            .scan("BTC-USD", S, 4, |c| {
+                sizes.push(c.len());
+                ids.extend(c.iter().map(|(t, _)| t.trade_id));
+            })
+            .unwrap();
+        assert_eq!(n, 23);
+        assert_eq!(ids, (2..25).collect::<Vec<_>>());
+        assert!(sizes.iter().all(|s| *s <= 4));
+    }
+
+    #[test]
+    fn imports_count_what_was_already_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let trades = vec![(t(1, 0, "5"), Side::Buy), (t(2, S, "6"), Side::Sell)];
+        assert_eq!(log.import("BTC-USD", trades.clone()).unwrap(), (2, 0));
+        assert_eq!(log.import("BTC-USD", trades).unwrap(), (0, 2));
+    }
+}
