@@ -302,6 +302,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mut m = MarketClient::new(client::connect(&target).await?);
             let mut last: std::collections::HashMap<String, String> =
                 std::collections::HashMap::new();
+            let colour = output::colour();
             loop {
                 let tickers = m
                     .ticker(pb::TickerRequest {
@@ -318,15 +319,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     let rows: Vec<Vec<String>> = tickers
                         .iter()
                         .map(|t| {
-                            let mark = output::move_mark(
+                            let moved = output::movement(
                                 last.get(&t.product_id).map(String::as_str),
                                 &t.price,
                             );
                             last.insert(t.product_id.clone(), t.price.clone());
+                            let day = output::movement(Some("0"), &t.change_24h_pct);
                             vec![
                                 t.product_id.clone(),
-                                format!("{} {mark}", t.price),
-                                output::signed_pct(&t.change_24h_pct),
+                                output::paint(
+                                    format!("{} {}", t.price, output::move_mark(moved)),
+                                    moved.is_gt(),
+                                    moved.is_lt(),
+                                    colour,
+                                ),
+                                output::paint(
+                                    output::signed_pct(&t.change_24h_pct),
+                                    day.is_gt(),
+                                    day.is_lt(),
+                                    colour,
+                                ),
                                 output::or_dash(&t.best_bid),
                                 output::or_dash(&t.best_ask),
                                 output::time(t.time.as_ref()),

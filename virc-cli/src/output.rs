@@ -77,11 +77,11 @@ pub fn table(
     rows: &[Vec<String>],
     right: &[usize],
 ) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| visible_width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(visible_width(cell));
             }
         }
     }
@@ -91,13 +91,14 @@ pub fn table(
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let w = widths[i];
+                // Pad by what shows: colour codes take no room on the screen.
+                let pad = " ".repeat(widths[i].saturating_sub(visible_width(c)));
                 if right.contains(&i) {
-                    format!("{c:>w$}")
+                    format!("{pad}{c}")
                 } else if i == last {
                     (*c).to_owned()
                 } else {
-                    format!("{c:<w$}")
+                    format!("{c}{pad}")
                 }
             })
             .collect::<Vec<_>>()
@@ -108,6 +109,39 @@ pub fn table(
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+/// Characters a cell shows: ANSI colour sequences (`ESC [ ... m`) take no room.
+fn visible_width(s: &str) -> usize {
+    let mut n = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Whether to colour: standard output is a terminal and `NO_COLOR` is unset.
+pub fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// `text` in green when `up`, red when `down`, as is otherwise (or without colour).
+pub fn paint(text: String, up: bool, down: bool, colour: bool) -> String {
+    match (colour, up, down) {
+        (true, true, _) => format!("\x1b[32m{text}\x1b[0m"),
+        (true, _, true) => format!("\x1b[31m{text}\x1b[0m"),
+        _ => text,
+    }
 }
 
 /// The value, or "-" when it is empty.
@@ -131,13 +165,22 @@ pub fn signed_pct(v: &str) -> String {
     }
 }
 
-/// An up or down mark for a price compared with the previous one shown.
-pub fn move_mark(previous: Option<&str>, now: &str) -> &'static str {
-    let parse = |s: &str| s.parse::<f64>().ok();
+/// How a price moved since the one shown before: up, down or neither.
+/// Compared as exact decimals, never floats.
+pub fn movement(previous: Option<&str>, now: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| s.parse::<rust_decimal::Decimal>().ok();
     match (previous.and_then(parse), parse(now)) {
-        (Some(a), Some(b)) if b > a => "▲",
-        (Some(a), Some(b)) if b < a => "▼",
-        _ => " ",
+        (Some(a), Some(b)) => b.cmp(&a),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+/// The mark for a movement: ▲, ▼ or a space.
+pub fn move_mark(m: std::cmp::Ordering) -> &'static str {
+    match m {
+        std::cmp::Ordering::Greater => "▲",
+        std::cmp::Ordering::Less => "▼",
+        std::cmp::Ordering::Equal => " ",
     }
 }
 

@@ -80,6 +80,13 @@ fn main() -> ExitCode {
                 "market:    {:?} at {}",
                 config.market.source, config.market.speed
             );
+            println!(
+                "recorder:  {} (mode {:?}, retention {:?}, backfill {:?})",
+                if config.recording() { "on" } else { "off" },
+                config.recorder.mode,
+                config.recorder.retention.0,
+                config.recorder.backfill.0
+            );
             for (name, x) in &config.exchanges.named {
                 println!(
                     "exchange:  {name} ({:?}{})",

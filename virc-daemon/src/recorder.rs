@@ -3,13 +3,18 @@
 //! and read back to rebuild candles and windows at start, to export, and
 //! to import.
 //!
-//! # Layout
-//! One tree, `trades`: key `product \0 time trade_id` (time as 8 big-endian
-//! bytes with the sign bit flipped, so keys sort by time; the trade id
-//! breaks ties), value `price size side` as text (exact decimals, `b` or
-//! `s` for the maker side). A second tree, `trade_gaps`, holds one JSON
-//! record per gap: trade ids missing between two recorded trades, keyed
-//! like the trade after the gap.
+//! # Layout: one record per minute
+//! sled keeps memory per key (hundreds of bytes, beyond its cache), so one
+//! key per trade would grow the daemon without bound. Trades are stored as
+//! *minute blocks* instead: tree `trade_blocks`, key `product \0 minute`,
+//! value one line per trade, `time trade_id price size side`, sorted by
+//! time then id (exact decimals as text, `b`/`s` the maker side). The
+//! minute a live feed is in is written trade by trade to `trade_tail`
+//! (key `product \0 time trade_id`), so a crash loses nothing; when the
+//! feed moves to a later minute, the tail is folded into its block. Times
+//! are 8 big-endian bytes with the sign bit flipped, so keys sort by time.
+//! Gaps (trade ids missing between two recorded trades) are JSON records
+//! in `trade_gaps`, keyed like the trade after the gap.
 //!
 //! # Duplicates and order
 //! A trade already recorded (same product, time and id) is skipped, so a
@@ -54,8 +59,11 @@ impl Gap {
 /// A position in a chunked read of one product's trades.
 #[derive(Debug, Clone)]
 pub struct Cursor {
-    next: Vec<u8>,
-    end: Vec<u8>,
+    product: String,
+    /// Trades before this are not read.
+    from: i64,
+    /// The next minute to read.
+    next: i64,
 }
 
 /// One recorded trade with its maker side.
@@ -64,16 +72,23 @@ pub type Recorded = (Trade, Side);
 /// The recorded trades: reading, importing, pruning. Cheap to clone.
 #[derive(Clone)]
 pub struct TradeLog {
-    trades: sled::Tree,
+    blocks: sled::Tree,
+    tail: sled::Tree,
     gaps: sled::Tree,
 }
 
 impl std::fmt::Debug for TradeLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TradeLog")
-            .field("trades", &self.trades.len())
+            .field("minutes", &self.blocks.len())
             .finish_non_exhaustive()
     }
+}
+
+const MINUTE: i64 = 60_000_000_000;
+
+fn minute_of(time: i64) -> i64 {
+    time.saturating_sub(time.rem_euclid(MINUTE))
 }
 
 fn time_bytes(t: i64) -> [u8; 8] {
@@ -99,22 +114,45 @@ fn key(product: &str, time: i64, trade_id: u64) -> Vec<u8> {
     k
 }
 
+fn block_key(product: &str, minute: i64) -> Vec<u8> {
+    let mut k = prefix(product);
+    k.extend_from_slice(&time_bytes(minute));
+    k
+}
+
+/// The time in a block or tail key (the 8 bytes after the product).
+fn key_time(product: &str, k: &[u8]) -> Option<i64> {
+    let at = product.len() + 1;
+    time_of(k.get(at..at + 8)?)
+}
+
 fn corrupt(detail: String) -> StoreError {
     StoreError::Corrupt {
-        tree: "trades",
+        tree: "trade_blocks",
         detail,
     }
 }
 
-fn encode(t: &Trade, side: Side) -> String {
-    let s = match side {
+fn side_char(side: Side) -> char {
+    match side {
         Side::Buy => 'b',
         Side::Sell => 's',
-    };
-    format!("{} {} {s}", t.price, t.size)
+    }
 }
 
-fn decode(k: &[u8], v: &[u8]) -> Result<Recorded, StoreError> {
+fn parse_side(s: &str) -> Option<Side> {
+    match s {
+        "b" => Some(Side::Buy),
+        "s" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+fn encode_tail(t: &Trade, side: Side) -> String {
+    format!("{} {} {}", t.price, t.size, side_char(side))
+}
+
+fn decode_tail(k: &[u8], v: &[u8]) -> Result<Recorded, StoreError> {
     let bad = || corrupt(format!("undecodable trade under key {k:?}"));
     let n = k.len();
     if n < 17 {
@@ -129,11 +167,6 @@ fn decode(k: &[u8], v: &[u8]) -> Result<Recorded, StoreError> {
     else {
         return Err(bad());
     };
-    let side = match side {
-        "b" => Side::Buy,
-        "s" => Side::Sell,
-        _ => return Err(bad()),
-    };
     Ok((
         Trade {
             time,
@@ -141,26 +174,177 @@ fn decode(k: &[u8], v: &[u8]) -> Result<Recorded, StoreError> {
             price: Price::parse(p).map_err(|_| bad())?,
             size: Size::parse(s).map_err(|_| bad())?,
         },
-        side,
+        parse_side(side).ok_or_else(bad)?,
     ))
+}
+
+fn encode_block(trades: &[Recorded]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(trades.len() * 48);
+    for (t, side) in trades {
+        let _ = writeln!(
+            out,
+            "{} {} {} {} {}",
+            t.time,
+            t.trade_id,
+            t.price,
+            t.size,
+            side_char(*side)
+        );
+    }
+    out
+}
+
+fn decode_block(k: &[u8], v: &[u8]) -> Result<Vec<Recorded>, StoreError> {
+    let bad = || corrupt(format!("undecodable block under key {k:?}"));
+    let text = std::str::from_utf8(v).map_err(|_| bad())?;
+    text.lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let (Some(time), Some(id), Some(p), Some(s), Some(side), None) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                return Err(bad());
+            };
+            Ok((
+                Trade {
+                    time: time.parse().map_err(|_| bad())?,
+                    trade_id: id.parse().map_err(|_| bad())?,
+                    price: Price::parse(p).map_err(|_| bad())?,
+                    size: Size::parse(s).map_err(|_| bad())?,
+                },
+                parse_side(side).ok_or_else(bad)?,
+            ))
+        })
+        .collect()
+}
+
+/// Sorted by (time, id), each trade once.
+fn normalize(trades: &mut Vec<Recorded>) {
+    trades.sort_by_key(|(t, _)| (t.time, t.trade_id));
+    trades.dedup_by_key(|(t, _)| (t.time, t.trade_id));
 }
 
 impl TradeLog {
     /// The log in `store`.
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
-            trades: store.tree("trades")?,
+            blocks: store.tree("trade_blocks")?,
+            tail: store.tree("trade_tail")?,
             gaps: store.tree("trade_gaps")?,
         })
     }
 
+    fn block(&self, product: &str, minute: i64) -> Result<Vec<Recorded>, StoreError> {
+        let k = block_key(product, minute);
+        match self.blocks.get(&k)? {
+            Some(v) => decode_block(&k, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn tail_minute(&self, product: &str, minute: i64) -> Result<Vec<Recorded>, StoreError> {
+        self.tail
+            .range(key(product, minute, 0)..key(product, minute + MINUTE, 0))
+            .map(|r| {
+                let (k, v) = r?;
+                decode_tail(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Every trade of one minute, block and tail, sorted and once each.
+    fn minute(&self, product: &str, minute: i64) -> Result<Vec<Recorded>, StoreError> {
+        let mut all = self.block(product, minute)?;
+        all.extend(self.tail_minute(product, minute)?);
+        normalize(&mut all);
+        Ok(all)
+    }
+
+    /// The first minute at or after `from` with trades, if any.
+    fn next_minute(&self, product: &str, from: i64) -> Result<Option<i64>, StoreError> {
+        let end = block_key(product, i64::MAX);
+        let first = |tree: &sled::Tree| -> Result<Option<i64>, StoreError> {
+            match tree.range(block_key(product, from)..end.clone()).next() {
+                Some(r) => Ok(key_time(product, &r?.0).map(minute_of)),
+                None => Ok(None),
+            }
+        };
+        Ok(match (first(&self.blocks)?, first(&self.tail)?) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Merges `trades` (all of one minute) into that minute's block; returns
+    /// how many were new.
+    fn merge(&self, product: &str, minute: i64, trades: &[Recorded]) -> Result<usize, StoreError> {
+        let mut all = self.block(product, minute)?;
+        let before = all.len();
+        all.extend_from_slice(trades);
+        normalize(&mut all);
+        let new = all.len() - before;
+        if new > 0 {
+            self.blocks
+                .insert(block_key(product, minute), encode_block(&all).as_bytes())?;
+        }
+        Ok(new)
+    }
+
+    /// Writes one live trade to the tail; false when it was already recorded.
+    fn insert_tail(&self, product: &str, t: &Trade, side: Side) -> Result<bool, StoreError> {
+        let in_block = self
+            .block(product, minute_of(t.time))?
+            .iter()
+            .any(|(b, _)| b.trade_id == t.trade_id && b.time == t.time);
+        if in_block {
+            return Ok(false);
+        }
+        let k = key(product, t.time, t.trade_id);
+        Ok(self
+            .tail
+            .insert(k, encode_tail(t, side).as_bytes())?
+            .is_none())
+    }
+
+    /// Folds the tail's minutes before `before` into their blocks.
+    fn fold(&self, product: &str, before: i64) -> Result<(), StoreError> {
+        let tail: Vec<(sled::IVec, Recorded)> = self
+            .tail
+            .range(prefix(product)..key(product, before, 0))
+            .map(|r| {
+                let (k, v) = r?;
+                let rec = decode_tail(&k, &v)?;
+                Ok((k, rec))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut i = 0;
+        while i < tail.len() {
+            let minute = minute_of(tail[i].1.0.time);
+            let j = tail[i..]
+                .iter()
+                .position(|(_, (t, _))| minute_of(t.time) != minute)
+                .map_or(tail.len(), |n| i + n);
+            let trades: Vec<Recorded> = tail[i..j].iter().map(|(_, r)| *r).collect();
+            self.merge(product, minute, &trades)?;
+            let mut batch = sled::Batch::default();
+            for (k, _) in &tail[i..j] {
+                batch.remove(k.clone());
+            }
+            self.tail.apply_batch(batch)?;
+            i = j;
+        }
+        Ok(())
+    }
+
     /// Stores one trade; false when it was already recorded.
     pub fn insert(&self, product: &str, t: &Trade, side: Side) -> Result<bool, StoreError> {
-        let k = key(product, t.time, t.trade_id);
-        let old =
-            self.trades
-                .compare_and_swap(&k, None::<&[u8]>, Some(encode(t, side).as_bytes()))?;
-        Ok(old.is_ok())
+        Ok(self.merge(product, minute_of(t.time), &[(*t, side)])? == 1)
     }
 
     /// Records a gap.
@@ -179,54 +363,56 @@ impl TradeLog {
         to: i64,
         limit: usize,
     ) -> Result<Vec<Recorded>, StoreError> {
-        let lo = key(product, from, 0);
-        let hi = key(product, to, 0);
-        self.trades
-            .range(lo..hi)
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut cursor = Self::cursor(product, from);
+        while out.len() < limit {
+            let chunk = self.next_chunk(&mut cursor, limit - out.len())?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend(chunk.into_iter().filter(|(t, _)| t.time < to));
+            if cursor.next >= to {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Where a chunked read of `product` from `from` starts.
     pub fn cursor(product: &str, from: i64) -> Cursor {
         Cursor {
-            next: key(product, from, 0),
-            end: key(product, i64::MAX, u64::MAX),
+            product: product.to_owned(),
+            from,
+            next: minute_of(from),
         }
     }
 
-    /// The next at most `limit` trades after `cursor`, oldest first; the
-    /// cursor moves past them. Empty at the end.
+    /// The next trades after `cursor`, oldest first, whole minutes until at
+    /// least `limit` (or the end); the cursor moves past them. Empty at the end.
     pub fn next_chunk(
         &self,
         cursor: &mut Cursor,
         limit: usize,
     ) -> Result<Vec<Recorded>, StoreError> {
-        let mut out = Vec::with_capacity(limit.min(65_536));
-        let mut last = None;
-        for r in self
-            .trades
-            .range(cursor.next.clone()..=cursor.end.clone())
-            .take(limit)
-        {
-            let (k, v) = r?;
-            out.push(decode(&k, &v)?);
-            last = Some(k);
-        }
-        if let Some(k) = last {
-            // Just after the last key read.
-            cursor.next = k.to_vec();
-            cursor.next.push(0);
+        let mut out = Vec::new();
+        while out.len() < limit.max(1) {
+            let Some(m) = self.next_minute(&cursor.product, cursor.next)? else {
+                break;
+            };
+            let from = cursor.from;
+            out.extend(
+                self.minute(&cursor.product, m)?
+                    .into_iter()
+                    .filter(|(t, _)| t.time >= from),
+            );
+            cursor.next = m.saturating_add(MINUTE);
         }
         Ok(out)
     }
 
     /// Calls `f` with every trade of `product` from `from` on, oldest
-    /// first, in chunks of at most `chunk`: memory stays bounded however
+    /// first, in chunks of about `chunk`: memory stays bounded however
     /// much is recorded. Returns how many trades.
     pub fn scan(
         &self,
@@ -261,40 +447,56 @@ impl TradeLog {
     /// The last recorded trade of `product`.
     pub fn last(&self, product: &str) -> Result<Option<Recorded>, StoreError> {
         let p = prefix(product);
-        match self.trades.scan_prefix(&p).next_back() {
-            Some(r) => {
-                let (k, v) = r?;
-                decode(&k, &v).map(Some)
+        let last = |tree: &sled::Tree| -> Result<Option<i64>, StoreError> {
+            match tree.scan_prefix(&p).next_back() {
+                Some(r) => Ok(key_time(product, &r?.0).map(minute_of)),
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        };
+        let m = match (last(&self.blocks)?, last(&self.tail)?) {
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return Ok(None),
+        };
+        Ok(self.minute(product, m)?.pop())
     }
 
     /// Products with recorded trades.
     pub fn products(&self) -> Result<Vec<String>, StoreError> {
         let mut out: Vec<String> = Vec::new();
-        let mut from = Vec::new();
-        // Jump from product to product instead of walking every trade.
-        while let Some(r) = self.trades.range(from.clone()..).next() {
-            let (k, _) = r?;
-            let Some(end) = k.iter().position(|b| *b == 0) else {
-                return Err(corrupt(format!("key without a product: {k:?}")));
-            };
-            let product = String::from_utf8_lossy(&k[..end]).into_owned();
-            from = k[..end].to_vec();
-            from.push(1);
-            out.push(product);
+        for tree in [&self.blocks, &self.tail] {
+            let mut from = Vec::new();
+            // Jump from product to product instead of walking every record.
+            while let Some(r) = tree.range(from.clone()..).next() {
+                let (k, _) = r?;
+                let Some(end) = k.iter().position(|b| *b == 0) else {
+                    return Err(corrupt(format!("key without a product: {k:?}")));
+                };
+                out.push(String::from_utf8_lossy(&k[..end]).into_owned());
+                from = k[..end].to_vec();
+                from.push(1);
+            }
         }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 
-    /// Deletes the trades and gaps of `product` older than `before`; returns how many trades.
+    /// Deletes the trades and gaps of `product` older than `before` (whole
+    /// minutes); returns how many minutes.
     pub fn prune(&self, product: &str, before: i64) -> Result<usize, StoreError> {
-        let (lo, hi) = (prefix(product), key(product, before, 0));
-        let mut removed = [0; 2];
-        for (tree, n) in [&self.trades, &self.gaps].into_iter().zip(&mut removed) {
+        let (lo, edge) = (prefix(product), minute_of(before));
+        let mut removed = [0; 3];
+        for ((tree, hi), n) in [
+            (&self.blocks, block_key(product, edge)),
+            (&self.tail, key(product, edge, 0)),
+            (&self.gaps, key(product, edge, 0)),
+        ]
+        .into_iter()
+        .zip(&mut removed)
+        {
             let mut batch = sled::Batch::default();
-            for r in tree.range(lo.clone()..hi.clone()) {
+            for r in tree.range(lo.clone()..hi) {
                 batch.remove(r?.0);
                 *n += 1;
             }
@@ -303,21 +505,39 @@ impl TradeLog {
         Ok(removed[0])
     }
 
-    /// Stores trades of `product` (an import); returns (stored, already there).
+    /// Stores trades of `product` (an import), minute by minute; returns
+    /// (stored, already there).
     pub fn import(
         &self,
         product: &str,
         trades: impl IntoIterator<Item = Recorded>,
     ) -> Result<(u64, u64), StoreError> {
-        let (mut stored, mut dup) = (0, 0);
-        for (t, side) in trades {
-            if self.insert(product, &t, side)? {
-                stored += 1;
-            } else {
-                dup += 1;
+        let (mut stored, mut seen) = (0u64, 0u64);
+        let mut group: Vec<Recorded> = Vec::new();
+        let mut flush = |group: &mut Vec<Recorded>| -> Result<(), StoreError> {
+            if let Some((first, _)) = group.first() {
+                let minute = minute_of(first.time);
+                let before = group.len();
+                normalize(group);
+                let dup_in_input = before - group.len();
+                let new = self.merge(product, minute, group)?;
+                stored += new as u64;
+                seen += (group.len() - new + dup_in_input) as u64;
+                group.clear();
             }
+            Ok(())
+        };
+        for (t, side) in trades {
+            if group
+                .first()
+                .is_some_and(|(f, _)| minute_of(f.time) != minute_of(t.time))
+            {
+                flush(&mut group)?;
+            }
+            group.push((t, side));
         }
-        Ok((stored, dup))
+        flush(&mut group)?;
+        Ok((stored, seen))
     }
 }
 
@@ -337,8 +557,8 @@ impl Retention {
     }
 }
 
-/// Prune a product after this many new trades (and at least once a minute of exchange time).
-const PRUNE_EVERY: u32 = 10_000;
+/// Prune a product after this many new trades, and at least once an hour of exchange time.
+const PRUNE_EVERY: u32 = 100_000;
 
 /// The live recorder: the log plus what it needs to see gaps and prune.
 #[derive(Debug)]
@@ -379,7 +599,18 @@ impl Recorder {
                 .last(product)?
                 .map(|(l, _)| (l.trade_id, l.time, 0, l.time)),
         };
-        let stored = self.log.insert(product, t, side)?;
+        // A later minute: the tail's earlier minutes become blocks.
+        if let Some((_, last_time, _, _)) = prev
+            && minute_of(t.time) > minute_of(last_time)
+        {
+            self.log.fold(product, minute_of(t.time))?;
+        }
+        let stored = if prev.is_some_and(|(_, lt, _, _)| minute_of(t.time) < minute_of(lt)) {
+            // Late, into a minute already folded.
+            self.log.insert(product, t, side)?
+        } else {
+            self.log.insert_tail(product, t, side)?
+        };
         let mut gap = None;
         let (mut last_id, mut last_time, mut since, mut pruned_at) =
             prev.unwrap_or((t.trade_id, t.time, 0, t.time));
@@ -399,8 +630,8 @@ impl Recorder {
             last_time = last_time.max(t.time);
             since += 1;
         }
-        let minute = 60_000_000_000;
-        if since >= PRUNE_EVERY || last_time - pruned_at >= minute {
+        let hour = 3_600_000_000_000;
+        if since >= PRUNE_EVERY || last_time - pruned_at >= hour {
             self.log.prune(
                 product,
                 last_time.saturating_sub(self.retention.of(product)),
@@ -430,6 +661,13 @@ mod tests {
             trade_id: id,
             price: Price::parse(price).unwrap(),
             size: Size::parse("0.5").unwrap(),
+        }
+    }
+
+    fn retention_of(secs: u64) -> Retention {
+        Retention {
+            default: Duration::from_secs(secs),
+            by_product: HashMap::new(),
         }
     }
 
@@ -518,9 +756,10 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        // ETH keeps two minutes: a trade 5 minutes later prunes the first.
+        // ETH keeps two minutes: a trade two hours later prunes the first.
         r.record("ETH-USD", &t(1, 0, "1"), Side::Buy).unwrap();
-        r.record("ETH-USD", &t(2, 300 * S, "1"), Side::Buy).unwrap();
+        r.record("ETH-USD", &t(2, 7200 * S, "1"), Side::Buy)
+            .unwrap();
         let eth = log.range("ETH-USD", i64::MIN, i64::MAX, 10).unwrap();
         assert_eq!(eth.iter().map(|(t, _)| t.trade_id).collect::<Vec<_>>(), [2]);
         assert_eq!(
@@ -533,22 +772,30 @@ mod tests {
     fn scans_come_in_bounded_chunks_and_miss_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path());
+        let mut r = Recorder::new(log.clone(), retention_of(3600));
         for id in 0..25u64 {
-            // Pairs of trades share a time: the scan must not skip the second.
-            let time = i64::try_from(id / 2).unwrap() * S;
-            log.insert("BTC-USD", &t(id, time, "1"), Side::Buy).unwrap();
+            // Pairs of trades share a time, six a minute: the scan must not
+            // skip the second of a pair, nor a minute still in the tail.
+            let time = i64::try_from(id / 2).unwrap() * 20 * S;
+            r.record("BTC-USD", &t(id, time, "1"), Side::Buy).unwrap();
         }
         let mut sizes = Vec::new();
         let mut ids = Vec::new();
         let n = log
-            .scan("BTC-USD", S, 4, |c| {
+            .scan("BTC-USD", 20 * S, 4, |c| {
                 sizes.push(c.len());
                 ids.extend(c.iter().map(|(t, _)| t.trade_id));
             })
             .unwrap();
         assert_eq!(n, 23);
         assert_eq!(ids, (2..25).collect::<Vec<_>>());
-        assert!(sizes.iter().all(|s| *s <= 4));
+        // Whole minutes until at least the chunk size: at most one minute over.
+        assert!(
+            sizes.len() > 2 && sizes.iter().all(|s| *s <= 4 + 6),
+            "{sizes:?}"
+        );
+        assert_eq!(log.range("BTC-USD", 40 * S, 80 * S, 100).unwrap().len(), 4);
+        assert_eq!(log.last("BTC-USD").unwrap().unwrap().0.trade_id, 24);
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub enum StoreError {
     },
 }
 
+/// sled's page cache: enough for the bots, orders and the recent trades
+/// the market reads back, while the daemon's memory stays flat.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The daemon's database and the lock on its directory.
 #[derive(Clone)]
 pub struct Store {
@@ -103,6 +107,8 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
+            // sled caches up to 1 GB by default; the recorder would fill it.
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         check_schema(&db, dir)?;
         let events = db.open_tree("events")?;

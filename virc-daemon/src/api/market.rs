@@ -225,27 +225,39 @@ impl Market for MarketService {
         let mut stream = request.into_inner();
         let (mut imported, mut duplicates) = (0, 0);
         let mut n = 0u64;
+        // Stored a batch at a time (the log merges minute by minute).
+        let mut batch: Vec<(Trade, Side)> = Vec::new();
+        let mut batch_product = String::new();
+        let mut store = |product: &str, batch: &mut Vec<(Trade, Side)>| -> Result<(), Status> {
+            let (new, dup) = log
+                .import(product, batch.drain(..))
+                .map_err(|e| Status::internal(e.to_string()))?;
+            imported += new;
+            duplicates += dup;
+            Ok(())
+        };
         while let Some(t) = stream.message().await? {
             n += 1;
             self.known(&t.product_id)?;
-            let (trade, side) = core_trade(&t).map_err(|e| {
+            let trade = core_trade(&t).map_err(|e| {
                 Status::invalid_argument(format!("trade {n} (id {}): {e}", t.trade_id))
             })?;
-            if log
-                .insert(&t.product_id, &trade, side)
-                .map_err(|e| Status::internal(e.to_string()))?
-            {
-                imported += 1;
-            } else {
-                duplicates += 1;
+            if t.product_id != batch_product || batch.len() >= IMPORT_BATCH {
+                store(&batch_product, &mut batch)?;
+                batch_product.clone_from(&t.product_id);
             }
+            batch.push(trade);
         }
+        store(&batch_product, &mut batch)?;
         Ok(Response::new(pb::ImportTradesResponse {
             imported,
             duplicates,
         }))
     }
 }
+
+/// Imported trades are stored this many at a time.
+const IMPORT_BATCH: usize = 10_000;
 
 /// Trades go out this many at a time.
 const EXPORT_CHUNK: usize = 10_000;
