@@ -5,8 +5,9 @@
     reason = "helpers in test files fail loudly, like the tests"
 )]
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
+use rust_decimal::Decimal;
 use tokio_stream::StreamExt as _;
 use virc_daemon::config::{Credentials, MarketSource};
 use virc_proto::v1::{self as pb, events_client::EventsClient, market_client::MarketClient};
@@ -149,5 +150,163 @@ async fn looping_shifts_time_and_trade_ids_forward() {
         t.time.unwrap().seconds >= hour_later,
         "the second pass is an hour later"
     );
+    d.stop().await.unwrap();
+}
+
+/// The 2021 capture's own account of each product: its book after the
+/// snapshot and every update, in the plainest way, and its trade ids.
+struct Implied {
+    bids: BTreeMap<String, BTreeMap<Decimal, Decimal>>,
+    asks: BTreeMap<String, BTreeMap<Decimal, Decimal>>,
+    trades: BTreeMap<String, Vec<u64>>,
+}
+
+fn implied(text: &str) -> Implied {
+    let mut out = Implied {
+        bids: BTreeMap::new(),
+        asks: BTreeMap::new(),
+        trades: BTreeMap::new(),
+    };
+    let dec = |v: &serde_json::Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let product = v["product_id"].as_str().unwrap_or_default().to_owned();
+        match v["type"].as_str().unwrap() {
+            "snapshot" => {
+                for (side, book) in [("bids", &mut out.bids), ("asks", &mut out.asks)] {
+                    let levels = book.entry(product.clone()).or_default();
+                    levels.clear();
+                    for l in v[side].as_array().unwrap() {
+                        levels.insert(dec(&l[0]), dec(&l[1]));
+                    }
+                }
+            }
+            "l2update" => {
+                for c in v["changes"].as_array().unwrap() {
+                    let book = if c[0] == "buy" {
+                        &mut out.bids
+                    } else {
+                        &mut out.asks
+                    };
+                    let levels = book.entry(product.clone()).or_default();
+                    let (price, size) = (dec(&c[1]), dec(&c[2]));
+                    if size.is_zero() {
+                        levels.remove(&price);
+                    } else {
+                        levels.insert(price, size);
+                    }
+                }
+            }
+            "match" | "last_match" => out
+                .trades
+                .entry(product)
+                .or_default()
+                .push(v["trade_id"].as_u64().unwrap()),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_2021_capture_builds_the_books_and_tapes_its_messages_imply() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let capture = root.join("virc-daemon/tests/fixtures/cryptofeed/coinbase-ws-2021-04-17.jsonl");
+    let implied = implied(&std::fs::read_to_string(&capture).unwrap());
+    assert_eq!(
+        implied.trades.len(),
+        10,
+        "ten products trade in the capture"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = virc_tests::market_config(dir.path(), &capture, "max");
+    config.market.looping = false;
+    config.market.products_file =
+        Some(root.join("virc-core/tests/fixtures/cryptofeed/products-2021-04-17.json"));
+    config.recorder.mode = virc_daemon::config::RecorderMode::On;
+    let d = TestDaemon::start(config, Credentials::default(), vec![])
+        .await
+        .unwrap();
+    let ch = d.channel().await;
+    let mut m = MarketClient::new(ch.clone());
+    // Every product's last trade shows in its ticker once the replay is through.
+    for _ in 0..500 {
+        let tickers = m
+            .ticker(pb::TickerRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .tickers;
+        let done = implied.trades.iter().all(|(p, ids)| {
+            tickers
+                .iter()
+                .any(|t| t.product_id == *p && Some(&t.trade_id) == ids.iter().max())
+        });
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dec = |s: &str| s.parse::<Decimal>().unwrap();
+    for (product, bids) in &implied.bids {
+        let book = m
+            .book(pb::BookRequest {
+                product_id: product.clone(),
+                depth: 100_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let side = |levels: &[pb::BookLevel]| -> BTreeMap<Decimal, Decimal> {
+            levels
+                .iter()
+                .map(|l| (dec(&l.price), dec(&l.size)))
+                .collect()
+        };
+        assert_eq!(&side(&book.bids), bids, "{product} bids");
+        assert_eq!(&side(&book.asks), &implied.asks[product], "{product} asks");
+        assert!(
+            book.bids.first().map(|b| dec(&b.price)) < book.asks.first().map(|a| dec(&a.price)),
+            "{product} book is not crossed"
+        );
+    }
+    // The recorded tape of each product is the capture's, contiguous, with no gap.
+    for (product, ids) in &implied.trades {
+        let mut stream = m
+            .export_trades(pb::ExportTradesRequest {
+                product_id: product.clone(),
+                from: None,
+                to: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut tape = Vec::new();
+        while let Some(t) = stream.message().await.unwrap() {
+            tape.push(t.trade_id);
+        }
+        let mut want = ids.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(tape, want, "{product} tape");
+        assert!(
+            tape.windows(2).all(|w| w[1] == w[0] + 1),
+            "{product} trade ids are contiguous"
+        );
+    }
+    let gaps = EventsClient::new(ch)
+        .subscribe(pb::SubscribeRequest {
+            from_seq: Some(0),
+            kinds: vec![pb::EventKind::FeedGap as i32],
+            stop_at_head: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    assert!(gaps.is_empty(), "no feed gap: {gaps:?}");
     d.stop().await.unwrap();
 }
