@@ -1,3 +1,4 @@
 //! The REST side of the connector.
 
+pub mod limiter;
 pub mod signer;
