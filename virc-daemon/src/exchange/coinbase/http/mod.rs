@@ -1,4 +1,7 @@
-//! The REST side of the connector.
+//! The REST side of the connector: request signing, the clock it signs
+//! with, the rate-limit scheduler, and typed errors.
 
+pub mod error;
 pub mod limiter;
 pub mod signer;
+pub mod timesync;
