@@ -93,36 +93,45 @@ impl Input {
     }
 }
 
+/// The market input a feed message carries, if any: trades, snapshots and
+/// book changes. The one place replays and the live feed turn messages into inputs.
+pub fn input_of(msg: WsMessage) -> Option<Input> {
+    match msg {
+        WsMessage::Match(m) => Some(Input::Trade(
+            m.product_id,
+            Trade {
+                time: m.time,
+                trade_id: m.trade_id,
+                price: m.price,
+                size: m.size,
+            },
+            m.side,
+        )),
+        WsMessage::Snapshot {
+            product_id,
+            bids,
+            asks,
+        } => Some(Input::Snapshot(
+            product_id,
+            L2Book::from_snapshot(bids, asks),
+        )),
+        WsMessage::L2Update {
+            product_id,
+            changes,
+            ..
+        } => Some(Input::L2(product_id, changes)),
+        _ => None,
+    }
+}
+
 /// Parses a recording into inputs; returns them and the number of malformed lines.
 pub fn load_recording(text: &str) -> (Vec<Input>, usize) {
     let mut out = Vec::new();
     let mut malformed = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match parse(line) {
-            Ok(WsMessage::Match(m)) => out.push(Input::Trade(
-                m.product_id,
-                Trade {
-                    time: m.time,
-                    trade_id: m.trade_id,
-                    price: m.price,
-                    size: m.size,
-                },
-                m.side,
-            )),
-            Ok(WsMessage::Snapshot {
-                product_id,
-                bids,
-                asks,
-            }) => out.push(Input::Snapshot(
-                product_id,
-                L2Book::from_snapshot(bids, asks),
-            )),
-            Ok(WsMessage::L2Update {
-                product_id,
-                changes,
-                ..
-            }) => out.push(Input::L2(product_id, changes)),
-            Ok(_) | Err(crate::exchange::coinbase::ws::messages::ParseError::UnknownType(_)) => {}
+            Ok(m) => out.extend(input_of(m)),
+            Err(crate::exchange::coinbase::ws::messages::ParseError::UnknownType(_)) => {}
             Err(_) => malformed += 1,
         }
     }

@@ -1,3 +1,4 @@
-//! The WebSocket feed: message types and their parsing.
+//! The WebSocket feed: message types and their parsing, and the live client.
 
+pub mod client;
 pub mod messages;

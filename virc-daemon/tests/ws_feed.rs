@@ -1,0 +1,159 @@
+//! The live feed client against a Coinbase-shaped WebSocket server on
+//! loopback: it subscribes, turns frames into the market, skips garbage,
+//! notices a stall, reconnects, resubscribes, takes the fresh snapshot as
+//! the book, and the recorder marks the trades it missed as a gap.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers in test files fail loudly, like the tests"
+)]
+
+use std::{
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use virc_core::product::Catalogue;
+use virc_daemon::{
+    clock::SystemClock,
+    config::EventsConfig,
+    events::EventBus,
+    exchange::coinbase::ws::client::{FeedConfig, FeedStats, run},
+    market::{DEMO_PRODUCTS, MarketActor},
+    recorder::{Recorder, Retention, TradeLog},
+    store::Store,
+};
+
+fn matched(id: u64, price: &str, second: u32) -> String {
+    format!(
+        r#"{{"type":"match","trade_id":{id},"maker_order_id":"00000000-0000-0000-0000-000000000000","taker_order_id":"00000000-0000-0000-0000-000000000000","side":"buy","size":"0.5","price":"{price}","product_id":"BTC-USD","sequence":{},"time":"2026-11-27T00:00:{second:02}.000000Z"}}"#,
+        100 + id
+    )
+}
+
+fn snapshot(bid: &str, ask: &str) -> String {
+    format!(
+        r#"{{"type":"snapshot","product_id":"BTC-USD","bids":[["{bid}","1.0"]],"asks":[["{ask}","2.0"]]}}"#
+    )
+}
+
+/// Each connection gets the next script, then silence.
+async fn server(scripts: Vec<Vec<String>>, subscribes: Arc<Mutex<Vec<String>>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for script in scripts {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(sock).await.unwrap();
+            let Some(Ok(Message::Text(sub))) = ws.next().await else {
+                panic!("no subscribe");
+            };
+            subscribes.lock().unwrap().push(sub.to_string());
+            for frame in script {
+                ws.send(Message::text(frame)).await.unwrap();
+            }
+            // Silence, connection kept open: the client must notice the stall.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(ws);
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_reconnects_after_a_stall_and_resyncs() {
+    let subscribes = Arc::new(Mutex::new(Vec::new()));
+    let url = server(
+        vec![
+            vec![
+                r#"{"type":"subscriptions","channels":[{"name":"matches","product_ids":["BTC-USD"]}]}"#.into(),
+                snapshot("100.00", "101.00"),
+                matched(1, "100.00", 1),
+                r#"{"type":"l2update","product_id":"BTC-USD","changes":[["buy","100.50","0.3"]],"time":"2026-11-27T00:00:01.500000Z"}"#.into(),
+                r#"{"type":"match","trade_id":"not a number"}"#.into(),
+                r#"{"type":"mystery"}"#.into(),
+                matched(2, "100.50", 2),
+            ],
+            vec![snapshot("99.00", "102.00"), matched(5, "99.50", 9)],
+        ],
+        subscribes.clone(),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stop = CancellationToken::new();
+    let (bus, events) = EventBus::new(
+        store.events(),
+        EventsConfig {
+            fsync: false,
+            ..EventsConfig::default()
+        },
+        Arc::new(SystemClock),
+        stop.clone(),
+    )
+    .unwrap();
+    tokio::spawn(bus.run(stop.clone()));
+    let log = TradeLog::open(&store).unwrap();
+    let (actor, market) = MarketActor::new(
+        Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
+        events,
+        Duration::from_millis(50),
+    );
+    let actor = actor.with_recorder(Recorder::new(
+        log.clone(),
+        Retention {
+            default: Duration::from_secs(86_400),
+            by_product: std::collections::HashMap::new(),
+        },
+    ));
+    tokio::spawn(actor.run(stop.clone()));
+    let stats = Arc::new(FeedStats::default());
+    let config = FeedConfig {
+        url,
+        products: vec!["BTC-USD".into()],
+        channels: vec!["matches".into(), "level2_batch".into(), "heartbeat".into()],
+        stall: Duration::from_millis(300),
+        max_backoff: Duration::from_secs(2),
+    };
+    tokio::spawn(run(config, market.clone(), stats.clone(), stop.clone()));
+
+    let mut ticker = None;
+    for _ in 0..500 {
+        let t = market.ticker(vec!["BTC-USD".into()]).await;
+        if t.first().is_some_and(|t| t.trade_id == 5) {
+            ticker = t.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ticker = ticker.expect("the second connection's trade arrives");
+    assert_eq!(ticker.price, "99.5");
+    // The fresh snapshot replaced the book.
+    let book = market.book("BTC-USD".into(), 10).await.unwrap();
+    assert_eq!(
+        (book.bids[0].price.as_str(), book.asks[0].price.as_str()),
+        ("99.00", "102.00")
+    );
+    let subs = subscribes.lock().unwrap().clone();
+    assert_eq!(subs.len(), 2, "subscribed again after the stall");
+    let sub: serde_json::Value = serde_json::from_str(&subs[1]).unwrap();
+    assert_eq!(sub["type"], "subscribe");
+    assert_eq!(sub["product_ids"][0], "BTC-USD");
+    assert_eq!(sub["channels"].as_array().unwrap().len(), 3);
+    assert_eq!(stats.connections.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
+    // Trades 3 and 4 were missed while disconnected: recorded as a gap.
+    let gaps = log.gaps("BTC-USD", i64::MIN, i64::MAX).unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        (gaps[0].after, gaps[0].before, gaps[0].missing()),
+        (2, 5, 2)
+    );
+    stop.cancel();
+}
