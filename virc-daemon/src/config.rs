@@ -146,6 +146,9 @@ pub enum MarketSource {
     Replay,
     /// No market data.
     None,
+    /// Coinbase's live public feed (`market.feed_url`): real prices for
+    /// paper trading; no API key needed.
+    Coinbase,
 }
 
 /// Whether the recorder runs.
@@ -219,6 +222,16 @@ pub struct MarketConfig {
     pub looping: bool,
     /// How often a changed product's `market_update` event is published.
     pub update_interval: DurationSpec,
+    /// The live feed for `source = "coinbase"`.
+    pub feed_url: String,
+    /// Coinbase's REST endpoint, for the product list when no `products_file` is given.
+    pub rest_url: String,
+    /// Products the live feed subscribes to.
+    pub products: Vec<String>,
+    /// Channels the live feed subscribes to.
+    pub channels: Vec<String>,
+    /// Reconnect the live feed when nothing arrives for this long.
+    pub stall: DurationSpec,
 }
 
 impl Default for MarketConfig {
@@ -230,6 +243,11 @@ impl Default for MarketConfig {
             speed: "1x".into(),
             looping: true,
             update_interval: DurationSpec(Duration::from_secs(1)),
+            feed_url: "wss://ws-feed.exchange.coinbase.com".into(),
+            rest_url: "https://api.exchange.coinbase.com".into(),
+            products: vec!["BTC-USD".into()],
+            channels: vec!["heartbeat".into(), "matches".into(), "level2_batch".into()],
+            stall: DurationSpec(Duration::from_secs(10)),
         }
     }
 }
@@ -510,6 +528,11 @@ impl Config {
         if let Err(e) = self.market.speed.parse::<crate::market::Speed>() {
             return Err(ConfigError::Inconsistent(format!("market.speed: {e}")));
         }
+        if self.market.source == MarketSource::Coinbase && self.market.products.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "market.source is \"coinbase\" but market.products is empty: name the products to follow, like [\"BTC-USD\"]".into(),
+            ));
+        }
         if self.market.source == MarketSource::Replay && self.market.replay_file.is_none() {
             return Err(ConfigError::Inconsistent(
                 "market.source is \"replay\" but market.replay_file is not set: name the recording to replay".into(),
@@ -687,6 +710,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_live_feed_needs_products_and_records_by_default() {
+        let c = parse("[market]\nsource = \"coinbase\"\nproducts = [\"ETH-USD\"]\n").unwrap();
+        assert!(c.recording(), "a live feed is recorded");
+        assert_eq!(c.market.feed_url, "wss://ws-feed.exchange.coinbase.com");
+        let err = parse("[market]\nsource = \"coinbase\"\nproducts = []\n")
+            .and_then(|c| c.validate(&Credentials::default()).map(|()| c))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("market.products is empty"), "{err}");
+        assert!(!parse("").unwrap().recording(), "the demo replay is not");
     }
 
     #[test]

@@ -42,6 +42,10 @@ struct Args {
     /// Replay a recorded Coinbase WebSocket feed (JSON lines) as the market.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// Paper-trade on Coinbase's live public market (no API key; needs the network),
+    /// following these products (comma-separated, like BTC-USD,ETH-USD).
+    #[arg(long, value_name = "PRODUCTS", value_delimiter = ',', conflicts_with_all = ["replay", "demo"])]
+    live_market: Option<Vec<String>>,
     /// Replay pace: 1x, 60x, ... or max. Overrides market.speed.
     #[arg(long, value_name = "SPEED")]
     replay_speed: Option<String>,
@@ -76,10 +80,18 @@ fn main() -> ExitCode {
             );
             println!("data dir:  {}", config.data_dir().display());
             println!("socket:    {}", config.socket().display());
-            println!(
-                "market:    {:?} at {}",
-                config.market.source, config.market.speed
-            );
+            if config.market.source == MarketSource::Coinbase {
+                println!(
+                    "market:    Coinbase live feed {} ({})",
+                    config.market.feed_url,
+                    config.market.products.join(", ")
+                );
+            } else {
+                println!(
+                    "market:    {:?} at {}",
+                    config.market.source, config.market.speed
+                );
+            }
             println!(
                 "recorder:  {} (mode {:?}, retention {:?}, backfill {:?})",
                 if config.recording() { "on" } else { "off" },
@@ -180,6 +192,10 @@ fn load(args: &Args) -> anyhow::Result<(Config, Credentials)> {
     if let Some(file) = &args.replay {
         config.market.source = MarketSource::Replay;
         config.market.replay_file = Some(file.clone());
+    }
+    if let Some(products) = &args.live_market {
+        config.market.source = MarketSource::Coinbase;
+        config.market.products.clone_from(products);
     }
     if let Some(speed) = &args.replay_speed {
         config.market.speed.clone_from(speed);

@@ -36,13 +36,22 @@ use crate::{
     clock::{Clock, SystemClock},
     config::{Config, Credentials, ExchangeKind, MarketSource},
     events::{Draft, EventBus, EventsHandle},
-    exchange::sim::SimExchange,
+    exchange::{
+        coinbase::{
+            http::{
+                client::RestClient,
+                limiter::{Class, RateLimits},
+            },
+            ws::client::{FeedConfig, FeedStats, run as feed_run},
+        },
+        sim::SimExchange,
+    },
     market::{DEMO_FEED, DEMO_PRODUCTS, MarketActor, MarketHandle, load_recording, replay},
     recorder::{Recorder, Retention, TradeLog},
     runtime::{Runtime, RuntimeHandle, Venue},
     store::{Store, StoreError},
 };
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 use virc_core::product::Catalogue;
 
 /// Why the daemon could not start or stopped abnormally.
@@ -289,7 +298,7 @@ pub async fn run_with_reload(
     )?;
     tasks.spawn(bus.run(stop.clone()));
 
-    let catalogue = load_catalogue(&config)?;
+    let catalogue = load_catalogue(&config, &clock).await?;
     let runtime = start_runtime(
         &config, &catalogue, &store, &events, &clock, &stop, &mut tasks,
     )?;
@@ -481,14 +490,35 @@ pub async fn run_with_reload(
 }
 
 /// The products the market and the simulated exchanges know.
-fn load_catalogue(config: &Config) -> Result<Catalogue, DaemonError> {
-    let products_text = match &config.market.products_file {
+async fn load_catalogue(config: &Config, clock: &Arc<dyn Clock>) -> Result<Catalogue, DaemonError> {
+    let m = &config.market;
+    let products_text = match &m.products_file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| {
             DaemonError::Listen(format!(
                 "cannot read market.products_file {}: {e}",
                 path.display()
             ))
         })?,
+        // The live market: Coinbase's own list.
+        None if m.source == MarketSource::Coinbase => {
+            let rest = RestClient::new(
+                &m.rest_url,
+                None,
+                RateLimits::default(),
+                Duration::from_secs(10),
+                clock.clone(),
+            )
+            .map_err(|e| DaemonError::Listen(e.to_string()))?;
+            rest.get::<serde_json::Value>("/products", Class::Public)
+                .await
+                .map_err(|e| {
+                    DaemonError::Listen(format!(
+                        "cannot read the product list from {}/products: {e}; set market.products_file to a saved copy to start without it",
+                        m.rest_url
+                    ))
+                })?
+                .to_string()
+        }
         None => DEMO_PRODUCTS.to_owned(),
     };
     Catalogue::from_json(&products_text)
@@ -517,6 +547,7 @@ fn start_runtime(
                 .unwrap_or_default()
         ),
         MarketSource::None => "no market data".to_owned(),
+        MarketSource::Coinbase => format!("Coinbase live feed ({})", config.market.feed_url),
     };
     let mut venues = BTreeMap::new();
     for (name, x) in &config.exchanges.named {
@@ -596,6 +627,23 @@ fn start_market(
     }
     tasks.spawn(actor.with_runtime(runtime.clone()).run(stop.clone()));
     let recording = match m.source {
+        MarketSource::Coinbase => {
+            tracing::info!(url = %m.feed_url, products = ?m.products, "Market: Coinbase's live public feed (market.source = \"coinbase\")");
+            let feed = FeedConfig {
+                url: m.feed_url.clone(),
+                products: m.products.clone(),
+                channels: m.channels.clone(),
+                stall: m.stall.0,
+                max_backoff: Duration::from_secs(30),
+            };
+            tasks.spawn(feed_run(
+                feed,
+                market.clone(),
+                Arc::new(FeedStats::default()),
+                stop.clone(),
+            ));
+            None
+        }
         MarketSource::None => {
             tracing::info!("No market data (market.source = \"none\")");
             None

@@ -7,6 +7,8 @@
     reason = "helpers in test files fail loudly, like the tests"
 )]
 
+mod common;
+
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
@@ -156,4 +158,64 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
         (2, 5, 2)
     );
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_trades_paper_on_a_live_feed() {
+    let subscribes = Arc::new(Mutex::new(Vec::new()));
+    let url = server(
+        vec![vec![
+            snapshot("100.00", "101.00"),
+            matched(1, "100.00", 1),
+            matched(2, "100.25", 2),
+        ]],
+        subscribes.clone(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let products = dir.path().join("products.json");
+    std::fs::write(&products, DEMO_PRODUCTS).unwrap();
+    let sock = dir.path().join("virc.sock");
+    std::fs::write(
+        dir.path().join("virc.toml"),
+        format!(
+            "[daemon]\ndata_dir = \"{}\"\nsocket = \"{}\"\n\n[events]\nfsync = false\n\n[market]\nsource = \"coinbase\"\nfeed_url = \"{url}\"\nproducts = [\"BTC-USD\"]\nproducts_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            sock.display(),
+            products.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = common::Guard(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
+            .arg("--config")
+            .arg(dir.path().join("virc.toml"))
+            .env_remove("VIRC_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ch = common::ready(&sock).await;
+    let mut m = virc_proto::v1::market_client::MarketClient::new(ch);
+    let mut last = 0;
+    for _ in 0..500 {
+        let t = m
+            .ticker(virc_proto::v1::TickerRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .tickers;
+        last = t.first().map_or(0, |t| t.trade_id);
+        if last == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last, 2, "the live trades reach the daemon's market");
+    let sub: serde_json::Value = serde_json::from_str(&subscribes.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        sub["channels"],
+        serde_json::json!(["heartbeat", "matches", "level2_batch"])
+    );
 }
