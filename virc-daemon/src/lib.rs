@@ -6,9 +6,11 @@
 //! - [`paths`]: default data directory, socket and config locations.
 //! - [`store`]: sled storage behind typed methods.
 //! - [`events`]: the event bus with its persisted, resumable log.
-//! - [`exchange`]: the exchange interface; the simulated exchange; Coinbase feed messages and signing.
+//! - [`exchange`]: the exchange interface; the simulated exchange; the Coinbase connector's
+//!   parts (feed messages and live feed client, signing, rate limits, REST client).
 //! - [`runtime`]: the bot runtime: bots, write-ahead intents, reconciliation, manual orders.
 //! - [`market`]: recorded-feed replay and the market actor (tickers, candles, windows).
+//! - [`recorder`]: every trade per product in sled, read back at start, exported and imported.
 //! - [`notify`]: systemd readiness and watchdog notifications.
 //! - [`api`]: the tonic services of `virc.v1`.
 //! - [`server`]: [`run`], listeners and staged shutdown.

@@ -172,11 +172,27 @@ impl RestClient {
             let ts = self.skew().header(self.clock.now());
             // The signed path includes the query string.
             let h = signer.headers(&ts, method.as_str(), path, body.unwrap_or(""));
+            // Marked sensitive: no debug output or HTTP trace shows them.
+            let secret = |v: &str| {
+                reqwest::header::HeaderValue::from_str(v).map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                })
+            };
+            let bad = |_| {
+                RestError::Auth {
+                status: 401,
+                message: "the API passphrase or signature is not valid header text; check the credentials file".into(),
+            }
+            };
             req = req
                 .header("CB-ACCESS-KEY", h.key)
-                .header("CB-ACCESS-SIGN", h.sign)
+                .header("CB-ACCESS-SIGN", secret(&h.sign).map_err(bad)?)
                 .header("CB-ACCESS-TIMESTAMP", h.timestamp)
-                .header("CB-ACCESS-PASSPHRASE", h.passphrase.expose());
+                .header(
+                    "CB-ACCESS-PASSPHRASE",
+                    secret(h.passphrase.expose()).map_err(bad)?,
+                );
         }
         let resp = req.send().await.map_err(|e| RestError::Unavailable {
             detail: format!("{} {path}: {e}", method.as_str()),
