@@ -629,12 +629,22 @@ fn start_market(
     let recording = match m.source {
         MarketSource::Coinbase => {
             tracing::info!(url = %m.feed_url, products = ?m.products, "Market: Coinbase's live public feed (market.source = \"coinbase\")");
+            let rest = RestClient::new(
+                &m.rest_url,
+                None,
+                RateLimits::default(),
+                Duration::from_secs(10),
+                Arc::new(SystemClock),
+            )
+            .map_err(|e| DaemonError::Listen(e.to_string()))?;
             let feed = FeedConfig {
                 url: m.feed_url.clone(),
                 products: m.products.clone(),
                 channels: m.channels.clone(),
                 stall: m.stall.0,
                 max_backoff: Duration::from_secs(30),
+                rest: Some(rest),
+                events: Some(events.clone()),
             };
             tasks.spawn(feed_run(
                 feed,

@@ -8,16 +8,16 @@
     reason = "helpers in test files fail loudly, like the tests"
 )]
 
+mod common;
+
+use common::reply;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
 use virc_daemon::{
     clock::SystemClock,
     config::{ExchangeCredentials, Secret},
@@ -43,13 +43,6 @@ fn creds() -> ExchangeCredentials {
         secret: Secret::new("c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw=="),
         passphrase: Secret::new("pass phrase"),
     }
-}
-
-fn reply(status: u16, body: &str, extra: &str) -> String {
-    format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 fn now_iso() -> String {
@@ -152,55 +145,10 @@ fn route(
 }
 
 async fn serve(seen: Arc<Mutex<Seen>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let head = text[..end].to_owned();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break (head, text[end + 4..end + 4 + len].to_owned());
-                        }
-                    }
-                };
-                let mut lines = head.lines();
-                let mut first = lines.next().unwrap().split(' ');
-                let (method, path) = (
-                    first.next().unwrap().to_owned(),
-                    first.next().unwrap().to_owned(),
-                );
-                let headers: HashMap<String, String> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                    .collect();
-                let out = route(&mut seen.lock().unwrap(), &method, &path, &headers, &body);
-                let _ = sock.write_all(out.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}")
+    common::http_server(Arc::new(move |method, path, headers, body| {
+        route(&mut seen.lock().unwrap(), method, path, headers, body)
+    }))
+    .await
 }
 
 fn client(base: &str) -> RestClient {

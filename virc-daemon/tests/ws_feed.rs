@@ -1,7 +1,7 @@
 //! The live feed client against a Coinbase-shaped WebSocket server on
 //! loopback: it subscribes, turns frames into the market, skips garbage,
 //! notices a stall, reconnects, resubscribes, takes the fresh snapshot as
-//! the book, and the recorder marks the trades it missed as a gap.
+//! the book, and fetches the trades it missed from REST, in order.
 #![allow(
     clippy::unwrap_used,
     reason = "helpers in test files fail loudly, like the tests"
@@ -23,7 +23,10 @@ use virc_daemon::{
     clock::SystemClock,
     config::EventsConfig,
     events::EventBus,
-    exchange::coinbase::ws::client::{FeedConfig, FeedStats, run},
+    exchange::coinbase::{
+        http::{client::RestClient, limiter::RateLimits},
+        ws::client::{FeedConfig, FeedStats, run},
+    },
     market::{DEMO_PRODUCTS, MarketActor},
     recorder::{Recorder, Retention, TradeLog},
     store::Store,
@@ -104,7 +107,7 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     let log = TradeLog::open(&store).unwrap();
     let (actor, market) = MarketActor::new(
         Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
-        events,
+        events.clone(),
         Duration::from_millis(50),
     );
     let actor = actor.with_recorder(Recorder::new(
@@ -115,6 +118,28 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
         },
     ));
     tokio::spawn(actor.run(stop.clone()));
+    // Trades 3 and 4 happen while the feed is away; REST has them (newest first, paged).
+    let rest_trade = |id: u64, price: &str| {
+        format!(
+            r#"{{"time":"2026-11-27T00:00:0{id}.000000Z","trade_id":{id},"price":"{price}","size":"0.1","side":"sell"}}"#
+        )
+    };
+    let page1 = format!("[{},{}]", rest_trade(4, "99.80"), rest_trade(3, "99.90"));
+    let page2 = format!("[{}]", rest_trade(2, "100.50"));
+    let rest_url = common::http_server(Arc::new(move |_, path, _, _| match path {
+        "/products/BTC-USD/trades?after=5" => common::reply(200, &page1, "cb-after: 3\r\n"),
+        "/products/BTC-USD/trades?after=3" => common::reply(200, &page2, "cb-after: 2\r\n"),
+        _ => common::reply(404, r#"{"message":"NotFound"}"#, ""),
+    }))
+    .await;
+    let rest = RestClient::new(
+        &rest_url,
+        None,
+        RateLimits::default(),
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
     let stats = Arc::new(FeedStats::default());
     let config = FeedConfig {
         url,
@@ -122,6 +147,8 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
         channels: vec!["matches".into(), "level2_batch".into(), "heartbeat".into()],
         stall: Duration::from_millis(300),
         max_backoff: Duration::from_secs(2),
+        rest: Some(rest),
+        events: Some(events),
     };
     tokio::spawn(run(config, market.clone(), stats.clone(), stop.clone()));
 
@@ -150,13 +177,16 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     assert_eq!(sub["channels"].as_array().unwrap().len(), 3);
     assert_eq!(stats.connections.load(Ordering::Relaxed), 2);
     assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
-    // Trades 3 and 4 were missed while disconnected: recorded as a gap.
-    let gaps = log.gaps("BTC-USD", i64::MIN, i64::MAX).unwrap();
-    assert_eq!(gaps.len(), 1);
-    assert_eq!(
-        (gaps[0].after, gaps[0].before, gaps[0].missing()),
-        (2, 5, 2)
-    );
+    // Trades 3 and 4, missed while disconnected, were fetched and fed in order: no gap.
+    assert_eq!(stats.backfilled.load(Ordering::Relaxed), 2);
+    let tape: Vec<u64> = log
+        .range("BTC-USD", i64::MIN, i64::MAX, 100)
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.trade_id)
+        .collect();
+    assert_eq!(tape, [1, 2, 3, 4, 5]);
+    assert!(log.gaps("BTC-USD", i64::MIN, i64::MAX).unwrap().is_empty());
     stop.cancel();
 }
 

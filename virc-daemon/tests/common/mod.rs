@@ -46,3 +46,70 @@ pub async fn ready(sock: &Path) -> Channel {
     }
     panic!("daemon did not come up");
 }
+
+/// An HTTP/1.1 response with a JSON body and extra header lines ("name: value\r\n").
+pub fn reply(status: u16, body: &str, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The handler of [`http_server`]: (method, path with query, lower-cased headers, body) to a response.
+pub type Handler =
+    dyn Fn(&str, &str, &std::collections::HashMap<String, String>, &str) -> String + Send + Sync;
+
+/// A minimal HTTP/1.1 server on loopback (one request per connection), for
+/// Coinbase-shaped REST answers; returns its base URL.
+pub async fn http_server(handler: std::sync::Arc<Handler>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let head = text[..end].to_owned();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break (head, text[end + 4..end + 4 + len].to_owned());
+                        }
+                    }
+                };
+                let mut lines = head.lines();
+                let mut first = lines.next().unwrap_or_default().split(' ');
+                let (method, path) = (
+                    first.next().unwrap_or_default().to_owned(),
+                    first.next().unwrap_or_default().to_owned(),
+                );
+                let headers: std::collections::HashMap<String, String> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let out = handler(&method, &path, &headers, &body);
+                let _ = sock.write_all(out.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}

@@ -13,11 +13,18 @@
 //! jittered exponential back-off (from 0.5 s up to `max_backoff`) that
 //! starts again once a connection is up. Subscribing again brings a fresh
 //! level-2 snapshot, which replaces the book, so the book resyncs by
-//! itself; trades missed meanwhile show as a trade-id gap, which the
-//! recorder records and announces as a `feed_gap` event.
+//! itself.
+//!
+//! # Missed trades
+//! Trade ids are contiguous per product. When a match arrives more than one
+//! id after the last one seen (dropped messages, or a reconnect), the trades
+//! in between are fetched from `GET /products/{id}/trades` (newest first,
+//! paged with `after`) and fed in order before it, and a `feed_gap` event
+//! says so. If they cannot be fetched, the match goes on alone and the
+//! recorder records the gap.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -29,11 +36,23 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use virc_core::{
+    market::Trade,
+    money::{Price, Size},
+    order::Side,
+    time::parse_rfc3339,
+};
+use virc_proto::v1::{self as pb, event::Payload};
+
 use super::messages::{ParseError, WsMessage, parse};
-use crate::market::{MarketHandle, input_of};
+use crate::{
+    events::{Draft, EventsHandle},
+    exchange::coinbase::http::{client::RestClient, limiter::Class},
+    market::{Input, MarketHandle, input_of},
+};
 
 /// What to connect to and subscribe.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FeedConfig {
     /// WebSocket URL ("wss://ws-feed.exchange.coinbase.com").
     pub url: String,
@@ -45,7 +64,24 @@ pub struct FeedConfig {
     pub stall: Duration,
     /// Longest pause between reconnect attempts.
     pub max_backoff: Duration,
+    /// Coinbase's REST API, to back-fill missed trades; `None` leaves gaps to the recorder.
+    pub rest: Option<RestClient>,
+    /// Where `feed_gap` events go.
+    pub events: Option<EventsHandle>,
 }
+
+impl std::fmt::Debug for FeedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedConfig")
+            .field("url", &self.url)
+            .field("products", &self.products)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many missed trades are back-filled for one gap.
+const BACKFILL_MAX: usize = 10_000;
 
 /// What the feed has seen, for status and tests.
 #[derive(Debug, Default)]
@@ -56,6 +92,8 @@ pub struct FeedStats {
     pub malformed: AtomicU64,
     /// Connections made (the first one included).
     pub connections: AtomicU64,
+    /// Missed trades fetched from REST and fed in order.
+    pub backfilled: AtomicU64,
 }
 
 /// Why a session ended.
@@ -82,6 +120,8 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(500);
+    // Last trade id per product, kept across connections: a reconnect's gap is seen too.
+    let mut last: HashMap<String, u64> = HashMap::new();
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
@@ -96,7 +136,7 @@ pub async fn run(
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(500);
                     tracing::info!(url = %config.url, "Market feed connected");
-                    session(ws, &config, &market, &stats, &stop).await
+                    session(ws, &config, &market, &stats, &mut last, &stop).await
                 }
                 Ok(Err(e)) => End::Lost(format!("cannot connect: {e}")),
                 Err(_) => End::Lost("cannot connect: no answer within 10 s".into()),
@@ -124,6 +164,7 @@ async fn session<S>(
     config: &FeedConfig,
     market: &MarketHandle,
     stats: &FeedStats,
+    last: &mut HashMap<String, u64>,
     stop: &CancellationToken,
 ) -> End
 where
@@ -167,6 +208,20 @@ where
             Ok(WsMessage::Error { message, reason }) => {
                 tracing::warn!(%message, %reason, "The market feed answered with an error");
             }
+            Ok(WsMessage::Match(m)) => {
+                let product = m.product_id.clone();
+                match last.get(&product).copied() {
+                    Some(l) if m.trade_id > l + 1 => {
+                        backfill(config, market, stats, &product, l, m.trade_id).await;
+                    }
+                    _ => {}
+                }
+                let seen = last.entry(product).or_insert(m.trade_id);
+                *seen = (*seen).max(m.trade_id);
+                if let Some(input) = input_of(WsMessage::Match(m)) {
+                    market.feed(input).await;
+                }
+            }
             Ok(m) => {
                 if let Some(input) = input_of(m) {
                     market.feed(input).await;
@@ -183,4 +238,105 @@ where
             }
         }
     }
+}
+
+/// Fetches the trades of `product` strictly between `after` and `before`
+/// and feeds them oldest first; announces the gap. Failures leave it to the recorder.
+async fn backfill(
+    config: &FeedConfig,
+    market: &MarketHandle,
+    stats: &FeedStats,
+    product: &str,
+    after: u64,
+    before: u64,
+) {
+    let Some(rest) = &config.rest else {
+        return;
+    };
+    let path = format!("/products/{product}/trades");
+    let mut missed: Vec<(Trade, Side)> = Vec::new();
+    let mut cursor = Some(before.to_string());
+    let outcome: Result<(), String> = async {
+        while let Some(c) = cursor.take() {
+            let page = rest
+                .page(&path, Class::Public, Some(&c))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut older = false;
+            for v in &page.items {
+                let t = rest_trade(v)?;
+                if t.0.trade_id <= after {
+                    older = true;
+                } else if t.0.trade_id < before {
+                    missed.push(t);
+                }
+            }
+            if missed.len() > BACKFILL_MAX {
+                return Err(format!("more than {BACKFILL_MAX} trades missed"));
+            }
+            if !older {
+                cursor = page.after;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::warn!(product, after, before, error = %e, "Cannot back-fill missed trades; the recorder marks the gap");
+        return;
+    }
+    missed.sort_by_key(|(t, _)| t.trade_id);
+    missed.dedup_by_key(|(t, _)| t.trade_id);
+    let n = missed.len();
+    for (t, side) in missed {
+        market.feed(Input::Trade(product.to_owned(), t, side)).await;
+    }
+    stats
+        .backfilled
+        .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+    tracing::info!(
+        product,
+        after,
+        before,
+        backfilled = n,
+        "Missed trades back-filled from REST"
+    );
+    if let Some(events) = &config.events {
+        events
+            .emit(Draft {
+                bot_id: String::new(),
+                product_id: product.to_owned(),
+                payload: Payload::FeedGap(pb::FeedGap {
+                    exchange: String::new(),
+                    channel: "matches".into(),
+                    expected: after + 1,
+                    received: before,
+                }),
+            })
+            .await;
+    }
+}
+
+/// A trade of `GET /products/{id}/trades`.
+fn rest_trade(v: &serde_json::Value) -> Result<(Trade, Side), String> {
+    let text = |k: &str| {
+        v[k].as_str()
+            .ok_or_else(|| format!("trade without `{k}`: {v}"))
+    };
+    let side = match text("side")? {
+        "buy" => Side::Buy,
+        "sell" => Side::Sell,
+        other => return Err(format!("trade side `{other}`")),
+    };
+    Ok((
+        Trade {
+            time: parse_rfc3339(text("time")?).map_err(|e| e.to_string())?,
+            trade_id: v["trade_id"]
+                .as_u64()
+                .ok_or_else(|| format!("trade without `trade_id`: {v}"))?,
+            price: Price::parse(text("price")?).map_err(|e| e.to_string())?,
+            size: Size::parse(text("size")?).map_err(|e| e.to_string())?,
+        },
+        side,
+    ))
 }
