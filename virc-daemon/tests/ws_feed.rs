@@ -84,7 +84,12 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
                 r#"{"type":"mystery"}"#.into(),
                 matched(2, "100.50", 2),
             ],
-            vec![snapshot("99.00", "102.00"), matched(5, "99.50", 9)],
+            vec![
+                snapshot("99.00", "102.00"),
+                matched(5, "99.50", 9),
+                // Trades 6 and 7 never come as matches; the heartbeat says they happened.
+                r#"{"type":"heartbeat","last_trade_id":7,"product_id":"BTC-USD","sequence":120,"time":"2026-11-27T00:00:09.500000Z"}"#.into(),
+            ],
         ],
         subscribes.clone(),
     )
@@ -119,16 +124,29 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     ));
     tokio::spawn(actor.run(stop.clone()));
     // Trades 3 and 4 happen while the feed is away; REST has them (newest first, paged).
+    // Trade `id` at second `id + 3` (2 and 5 at 2 s and 9 s, as their matches).
     let rest_trade = |id: u64, price: &str| {
+        let second = match id {
+            2 => 2,
+            5 => 9,
+            n => n + 3,
+        };
         format!(
-            r#"{{"time":"2026-11-27T00:00:0{id}.000000Z","trade_id":{id},"price":"{price}","size":"0.1","side":"sell"}}"#
+            r#"{{"time":"2026-11-27T00:00:{second:02}.000000Z","trade_id":{id},"price":"{price}","size":"0.1","side":"sell"}}"#
         )
     };
     let page1 = format!("[{},{}]", rest_trade(4, "99.80"), rest_trade(3, "99.90"));
     let page2 = format!("[{}]", rest_trade(2, "100.50"));
+    let page3 = format!(
+        "[{},{},{}]",
+        rest_trade(7, "98.75"),
+        rest_trade(6, "99.00"),
+        rest_trade(5, "99.50")
+    );
     let rest_url = common::http_server(Arc::new(move |_, path, _, _| match path {
         "/products/BTC-USD/trades?after=5" => common::reply(200, &page1, "cb-after: 3\r\n"),
         "/products/BTC-USD/trades?after=3" => common::reply(200, &page2, "cb-after: 2\r\n"),
+        "/products/BTC-USD/trades?after=8" => common::reply(200, &page3, "cb-after: 5\r\n"),
         _ => common::reply(404, r#"{"message":"NotFound"}"#, ""),
     }))
     .await;
@@ -155,14 +173,14 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     let mut ticker = None;
     for _ in 0..500 {
         let t = market.ticker(vec!["BTC-USD".into()]).await;
-        if t.first().is_some_and(|t| t.trade_id == 5) {
+        if t.first().is_some_and(|t| t.trade_id == 7) {
             ticker = t.into_iter().next();
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let ticker = ticker.expect("the second connection's trade arrives");
-    assert_eq!(ticker.price, "99.5");
+    assert_eq!(ticker.price, "98.75");
     // The fresh snapshot replaced the book.
     let book = market.book("BTC-USD".into(), 10).await.unwrap();
     assert_eq!(
@@ -178,14 +196,14 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     assert_eq!(stats.connections.load(Ordering::Relaxed), 2);
     assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
     // Trades 3 and 4, missed while disconnected, were fetched and fed in order: no gap.
-    assert_eq!(stats.backfilled.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.backfilled.load(Ordering::Relaxed), 4);
     let tape: Vec<u64> = log
         .range("BTC-USD", i64::MIN, i64::MAX, 100)
         .unwrap()
         .iter()
         .map(|(t, _)| t.trade_id)
         .collect();
-    assert_eq!(tape, [1, 2, 3, 4, 5]);
+    assert_eq!(tape, [1, 2, 3, 4, 5, 6, 7]);
     assert!(log.gaps("BTC-USD", i64::MIN, i64::MAX).unwrap().is_empty());
     stop.cancel();
 }

@@ -17,7 +17,8 @@
 //!
 //! # Missed trades
 //! Trade ids are contiguous per product. When a match arrives more than one
-//! id after the last one seen (dropped messages, or a reconnect), the trades
+//! id after the last one seen, or a heartbeat names a last trade id the feed
+//! never delivered (dropped messages, or a reconnect), the trades
 //! in between are fetched from `GET /products/{id}/trades` (newest first,
 //! paged with `after`) and fed in order before it, and a `feed_gap` event
 //! says so. If they cannot be fetched, the match goes on alone and the
@@ -220,6 +221,19 @@ where
                 *seen = (*seen).max(m.trade_id);
                 if let Some(input) = input_of(WsMessage::Match(m)) {
                     market.feed(input).await;
+                }
+            }
+            // A heartbeat names the product's last trade: one we never saw means missed trades.
+            Ok(WsMessage::Heartbeat {
+                product_id,
+                last_trade_id,
+                ..
+            }) => {
+                if let Some(l) = last.get(&product_id).copied()
+                    && last_trade_id > l
+                {
+                    backfill(config, market, stats, &product_id, l, last_trade_id + 1).await;
+                    last.insert(product_id, last_trade_id);
                 }
             }
             Ok(m) => {
