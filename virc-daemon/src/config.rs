@@ -301,7 +301,13 @@ pub struct ExchangeConfig {
     pub maker_fee: String,
     /// Taker fee rate of a simulated exchange; default: Coinbase's first tier.
     pub taker_fee: String,
+    /// REST endpoint of a `coinbase` connection; default: production. The
+    /// sandbox is `https://api-public.sandbox.exchange.coinbase.com`.
+    pub rest_url: Option<String>,
 }
+
+/// Coinbase Exchange's production REST endpoint.
+pub const COINBASE_REST: &str = "https://api.exchange.coinbase.com";
 
 impl Default for ExchangeConfig {
     fn default() -> Self {
@@ -314,6 +320,7 @@ impl Default for ExchangeConfig {
             .into(),
             maker_fee: "0.004".into(),
             taker_fee: "0.006".into(),
+            rest_url: None,
         }
     }
 }

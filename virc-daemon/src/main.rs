@@ -52,9 +52,62 @@ struct Args {
     /// Validate the config and credentials, print a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Check a Coinbase connection's credentials (Coinbase's clock, then a
+    /// signed GET /accounts), print what it found, and exit.
+    #[arg(long, value_name = "NAME")]
+    check_exchange: Option<String>,
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true)]
     man: bool,
+}
+
+/// `--check-exchange NAME`: the config is read without starting anything,
+/// so a `coinbase` connection can be checked before the daemon trades on it.
+fn check_exchange(args: &Args, name: &str) -> ExitCode {
+    let loaded = Config::load(args.config.as_deref())
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|c| {
+            let path = args
+                .credentials
+                .as_deref()
+                .or(c.daemon.credentials_file.as_deref());
+            Credentials::load(path)
+                .map(|cr| (c, cr))
+                .map_err(|e| format!("{e:#}"))
+        });
+    let (config, credentials) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("virc-daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("virc-daemon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(virc_daemon::exchange::coinbase::check(
+        &config,
+        &credentials,
+        name,
+    )) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("virc-daemon: exchange {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,6 +121,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(name) = &args.check_exchange {
+        return check_exchange(&args, name);
     }
     match load(&args) {
         Ok((config, credentials)) if args.check_config => {

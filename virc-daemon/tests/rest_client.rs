@@ -238,3 +238,71 @@ async fn signed_calls_survive_rate_limits_expired_clocks_and_lost_answers() {
         .unwrap_err();
     assert!(matches!(err, RestError::Auth { .. }), "{err}");
 }
+
+/// Runs `virc-daemon --check-exchange live` against `base` with this passphrase.
+fn check_exchange(base: &str, passphrase: &str) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.toml");
+    std::fs::write(
+        &creds,
+        format!(
+            "[exchanges.live]\nkey = \"key-1\"\nsecret = \"c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==\"\npassphrase = \"{passphrase}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("virc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ncredentials_file = \"{}\"\n\n[exchanges.live]\nkind = \"coinbase\"\nrest_url = \"{base}\"\n",
+            creds.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--check-exchange", "live"])
+        .env_remove("VIRC_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exchange_reads_the_clock_and_tries_the_key() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let base = serve(seen.clone()).await;
+    let ok = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || check_exchange(&base, "pass phrase")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        text.contains("exchange:  live (http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clock:     Coinbase is 4"),
+        "42 s ahead: {text}"
+    );
+    assert!(text.contains("more than 5 s"), "{text}");
+    assert!(
+        text.contains("key:       accepted; 1 accounts (USD 10)"),
+        "{text}"
+    );
+    let bad = tokio::task::spawn_blocking(move || check_exchange(&base, "wrong"))
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(
+        err.contains("exchange live: GET") && err.contains("invalid signature"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the passphrase never shows: {err}");
+}
