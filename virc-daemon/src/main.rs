@@ -61,6 +61,15 @@ struct Args {
     man: bool,
 }
 
+/// The async runtime from `builder`, or `None` after saying why it cannot start.
+fn async_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("virc-daemon: cannot start the async runtime: {e}"))
+        .ok()
+}
+
 /// `--check-exchange NAME`: the config is read without starting anything,
 /// so a `coinbase` connection can be checked before the daemon trades on it.
 fn check_exchange(args: &Args, name: &str) -> ExitCode {
@@ -82,15 +91,8 @@ fn check_exchange(args: &Args, name: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("virc-daemon: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(virc_daemon::exchange::coinbase::check(
         &config,
@@ -185,15 +187,8 @@ fn main() -> ExitCode {
                 load: Box::new(move || load(&again).map(|(c, _)| c).map_err(|e| format!("{e:#}"))),
                 set_log_level,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("virc-daemon: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = async_runtime(tokio::runtime::Builder::new_multi_thread()) else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(serve(config, credentials, reloader)) {
                 Ok(()) => ExitCode::SUCCESS,
