@@ -12,7 +12,7 @@ rm -rf "$out"
 mkdir -p "$out/man" "$out/completions"
 ./target/release/virc-daemon --man >"$out/man/virc-daemon.1"
 ./target/release/virc man >"$out/man/virc.1"
-for cmd in bot order balances fills exchanges events status ticker stats candles book products; do
+for cmd in bot order balances fills exchanges events status ticker stats candles book products record rule; do
     ./target/release/virc man "$cmd" >"$out/man/virc-$cmd.1"
 done
 ./target/release/virc completions bash >"$out/completions/virc.bash"
