@@ -626,6 +626,7 @@ fn start_market(
         }
     }
     tasks.spawn(actor.with_runtime(runtime.clone()).run(stop.clone()));
+    let mut live = None;
     let recording = match m.source {
         MarketSource::Coinbase => {
             tracing::info!(url = %m.feed_url, products = ?m.products, "Market: Coinbase's live public feed (market.source = \"coinbase\")");
@@ -646,12 +647,7 @@ fn start_market(
                 rest: Some(rest),
                 events: Some(events.clone()),
             };
-            tasks.spawn(feed_run(
-                feed,
-                market.clone(),
-                Arc::new(FeedStats::default()),
-                stop.clone(),
-            ));
+            live = Some(feed);
             None
         }
         MarketSource::None => {
@@ -704,7 +700,12 @@ fn start_market(
                 }
             }
         }
-        if let Some(inputs) = inputs {
+        // The live feed or the replay starts only once the bots' view of the
+        // market holds the recorded history: older trades after newer ones
+        // would be dropped as duplicates.
+        if let Some(config) = live {
+            feed_run(config, feed, Arc::new(FeedStats::default()), stop).await;
+        } else if let Some(inputs) = inputs {
             replay(inputs, speed, looping, resume, feed, stop).await;
         }
     });
