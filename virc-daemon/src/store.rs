@@ -104,12 +104,26 @@ impl Store {
             .create(dir)
             .map_err(io)?;
         let lock = lock_dir(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
             // sled caches up to 1 GB by default; the recorder would fill it.
-            .cache_capacity(CACHE_BYTES)
-            .open()?;
+            .cache_capacity(CACHE_BYTES);
+        // We hold the directory's lock, so no other daemon has the store. sled
+        // releases its own file lock from its flusher thread, a moment after
+        // the previous handle in this process was dropped: wait for it.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if tries < 40 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         check_schema(&db, dir)?;
         let events = db.open_tree("events")?;
         Ok(Self {
