@@ -15,8 +15,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working, canceled,
-    pause, record, resume,
+    BotAccount, BotInput, BotStatus, Command, Env, OrderIntent, OrderKind, Working, cancel_to_stop,
+    canceled, pause, record, resume,
 };
 use crate::{
     ids::{BotId, ClientOid},
@@ -355,14 +355,11 @@ impl ConditionalBot {
                     self.on_done(reason, env, &mut out);
                 }
             }
-            BotInput::Stop => match self.working.as_mut() {
-                Some(w) if !w.cancel_requested => {
-                    w.cancel_requested = true;
-                    out.push(Command::Cancel(w.intent.client_oid));
+            BotInput::Stop => {
+                if cancel_to_stop(self.working.as_mut(), &mut out) {
+                    self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out);
                 }
-                Some(_) => {}
-                None => self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out),
-            },
+            }
             BotInput::Pause => {
                 pause(&mut self.status, "paused by the user", &mut out);
             }

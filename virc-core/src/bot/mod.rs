@@ -445,6 +445,20 @@ pub fn resume(status: &mut BotStatus, out: &mut Vec<Command>) -> bool {
     true
 }
 
+/// Stop for a bot with at most one order: asks (once) for that order's
+/// cancel; true when there is no order and the bot can stop at once.
+pub fn cancel_to_stop(working: Option<&mut Working>, out: &mut Vec<Command>) -> bool {
+    match working {
+        Some(w) if !w.cancel_requested => {
+            w.cancel_requested = true;
+            out.push(Command::Cancel(w.intent.client_oid));
+            false
+        }
+        Some(_) => false,
+        None => true,
+    }
+}
+
 /// A canceled order: its history line, and the status its bot takes with
 /// the reason: stopped when the cancel was the bot's own (a stop), failed
 /// when it came from elsewhere.

@@ -13,7 +13,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BotAccount, BotInput, BotStatus, Command, OrderIntent, Working, canceled, pause, resume,
+    BotAccount, BotInput, BotStatus, Command, OrderIntent, Working, cancel_to_stop, canceled,
+    pause, resume,
 };
 use crate::{
     ids::{BotId, ClientOid},
@@ -227,14 +228,11 @@ impl RangeBot {
                     self.on_done(reason, &mut out);
                 }
             }
-            BotInput::Stop => match self.working.as_mut() {
-                Some(w) if !w.cancel_requested => {
-                    w.cancel_requested = true;
-                    out.push(Command::Cancel(w.intent.client_oid));
+            BotInput::Stop => {
+                if cancel_to_stop(self.working.as_mut(), &mut out) {
+                    self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out);
                 }
-                Some(_) => {}
-                None => self.finish(BotStatus::Stopped, "stopped by the user".into(), &mut out),
-            },
+            }
             BotInput::Pause => {
                 pause(&mut self.status, "paused by the user", &mut out);
             }
