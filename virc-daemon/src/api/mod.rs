@@ -32,9 +32,6 @@ pub enum ServiceError {
     /// Something of that name exists already.
     #[error("{0}")]
     Exists(String),
-    /// Not available in this build.
-    #[error("{0}")]
-    Unimplemented(String),
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -78,7 +75,6 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Status::not_found(msg),
             ServiceError::Refused(_) => Status::failed_precondition(msg),
             ServiceError::Exists(_) => Status::already_exists(msg),
-            ServiceError::Unimplemented(_) => Status::unimplemented(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
             ServiceError::Internal(_) => {
                 tracing::error!(error = %msg, "Internal error");
