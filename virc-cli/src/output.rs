@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use serde_json::{Value, json};
+use virc_core::time::civil_from_days;
 use virc_proto::v1::{self as pb, event::Payload};
 
 /// Formats a protobuf timestamp as RFC 3339 UTC with milliseconds.
@@ -20,19 +21,6 @@ pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
         secs % 60,
         ts.nanos.max(0) / 1_000_000
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A duration in seconds as "3d 4h", "5m 12s" or "42s".

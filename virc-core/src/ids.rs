@@ -21,6 +21,15 @@ pub enum IdError {
     BadProduct(String),
 }
 
+/// A stable 64-bit id space per product (FNV-1a of its id): engines put it
+/// in the high half of the order ids they issue, so ids of different
+/// products never collide.
+pub fn id_space(product: &str) -> u64 {
+    product.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 macro_rules! uuid_id {
     ($name:ident, $what:literal, $doc:literal) => {
         #[doc = $doc]

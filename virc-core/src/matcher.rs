@@ -229,6 +229,8 @@ pub struct Matcher {
     sequence: u64,
     trade_id: u64,
     next_order: u128,
+    /// High 64 bits of every order id, so engines of different products never collide.
+    id_space: u64,
     last_price: Option<Price>,
     events: Vec<FeedEvent>,
     now: i64,
@@ -249,10 +251,17 @@ impl Matcher {
             sequence: 0,
             trade_id: 0,
             next_order: 0,
+            id_space: 0,
             last_price: None,
             events: Vec::new(),
             now: i64::MIN,
         }
+    }
+
+    /// Issues order ids in `space` (see [`crate::ids::id_space`]).
+    pub fn with_id_space(mut self, space: u64) -> Self {
+        self.id_space = space;
+        self
     }
 
     /// The product traded.
@@ -300,6 +309,34 @@ impl Matcher {
             Side::Buy => self.bids.iter().rev().take(levels).map(sum).collect(),
             Side::Sell => self.asks.iter().take(levels).map(sum).collect(),
         }
+    }
+
+    /// Total resting size at one price on one side (zero when the level is empty),
+    /// for a level-2 feed that reports absolute sizes per changed level.
+    pub fn level_size(&self, side: Side, price: Price) -> Size {
+        let book = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        let total = book.get(&price).map_or(Decimal::ZERO, |level| {
+            level
+                .queue
+                .iter()
+                .filter_map(|id| self.resting.get(id))
+                .map(|r| r.remaining.get())
+                .sum()
+        });
+        Size::new(total).unwrap_or(Size::ZERO)
+    }
+
+    /// The last sequence number issued.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The engine's time: the latest `now` it was given.
+    pub fn now(&self) -> i64 {
+        self.now
     }
 
     /// Number of resting orders.
@@ -453,7 +490,9 @@ impl Matcher {
 
     fn new_id(&mut self) -> OrderId {
         self.next_order += 1;
-        OrderId(Uuid::from_u128(self.next_order))
+        OrderId(Uuid::from_u128(
+            (u128::from(self.id_space) << 64) | (self.next_order & u128::from(u64::MAX)),
+        ))
     }
 
     fn emit(&mut self, public: bool, order_id: OrderId, user: UserId, kind: FeedKind) {

@@ -17,6 +17,34 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Nanoseconds since the epoch as the exchange writes times:
+/// `2014-11-06T10:34:47.123456Z` (microseconds, UTC).
+pub fn format_rfc3339_micros(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let micros = nanos.rem_euclid(1_000_000_000) / 1000;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (or `+00:00`) into nanoseconds.
 pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
     let bad = || TimeError(text.to_owned());
@@ -105,6 +133,18 @@ mod tests {
             "2021-04-1xT16:43:37Z",
         ] {
             assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in [
+            "2014-11-06T10:34:47.123456Z",
+            "1969-12-31T23:59:59.000001Z",
+            "2024-02-29T00:00:00.000000Z",
+        ] {
+            let n = parse_rfc3339(text).unwrap();
+            assert_eq!(format_rfc3339_micros(n), text);
         }
     }
 }

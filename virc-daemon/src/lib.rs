@@ -19,6 +19,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod emulator;
 pub mod events;
 pub mod exchange;
 pub mod market;

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use virc_core::{
-    ids::{BotId, ClientOid, OrderId},
+    ids::{BotId, ClientOid, OrderId, id_space},
     ledger::{Balance, Hold},
     ledger::{FeeRates, Ledger},
     market::Trade,
@@ -104,14 +104,6 @@ fn id_key(id: OrderId) -> Vec<u8> {
 
 fn client_key(id: ClientOid) -> Vec<u8> {
     [b"c".as_slice(), id.0.as_bytes()].concat()
-}
-
-/// A stable 64-bit id space per product (FNV-1a of its id), so that order
-/// ids of different products never collide.
-fn id_space(product: &str) -> u64 {
-    product.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn done_reason_text(reason: DoneReason) -> &'static str {

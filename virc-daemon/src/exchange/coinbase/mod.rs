@@ -2,6 +2,7 @@
 //! `ws-feed.exchange.coinbase.com`), split by transport.
 
 pub mod http;
+pub mod wire;
 pub mod ws;
 
 use std::{sync::Arc, time::Duration};
