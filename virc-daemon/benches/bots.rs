@@ -87,7 +87,7 @@ async fn tick_to_command() {
     let venues = BTreeMap::from([(
         "paper".to_owned(),
         Venue {
-            exchange,
+            exchange: virc_daemon::exchange::Connector::Sim(exchange),
             endpoint: "bench".into(),
         },
     )]);

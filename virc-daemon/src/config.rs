@@ -304,7 +304,20 @@ pub struct ExchangeConfig {
     /// REST endpoint of a `coinbase` connection; default: production. The
     /// sandbox is `https://api-public.sandbox.exchange.coinbase.com`.
     pub rest_url: Option<String>,
+    /// WebSocket endpoint of a `coinbase` connection (its `user` channel);
+    /// default: production. The sandbox is
+    /// `wss://ws-feed-public.sandbox.exchange.coinbase.com`.
+    pub ws_url: Option<String>,
+    /// Products whose orders the `user` channel reports; default:
+    /// `market.products`.
+    pub products: Vec<String>,
+    /// How often balances and open orders are read back from Coinbase
+    /// (besides every `user`-channel message and reconnect).
+    pub poll: DurationSpec,
 }
+
+/// Coinbase Exchange's production WebSocket endpoint.
+pub const COINBASE_WS: &str = "wss://ws-feed.exchange.coinbase.com";
 
 /// Coinbase Exchange's production REST endpoint.
 pub const COINBASE_REST: &str = "https://api.exchange.coinbase.com";
@@ -321,6 +334,9 @@ impl Default for ExchangeConfig {
             maker_fee: "0.004".into(),
             taker_fee: "0.006".into(),
             rest_url: None,
+            ws_url: None,
+            products: Vec::new(),
+            poll: DurationSpec(Duration::from_secs(10)),
         }
     }
 }
@@ -560,9 +576,16 @@ impl Config {
                     x.sim_terms(name)?;
                 }
                 ExchangeKind::Coinbase => {
-                    return Err(ConfigError::Inconsistent(format!(
-                        "exchanges.{name}: kind \"coinbase\" needs the live connector, which this build does not have yet; use kind = \"sim\" for paper trading"
-                    )));
+                    if !credentials.exchanges.contains_key(name) {
+                        return Err(ConfigError::Inconsistent(format!(
+                            "exchanges.{name} is a Coinbase connection but has no credentials: add [exchanges.{name}] key, secret and passphrase to the credentials file (mode 0600), or set VIRC_COINBASE_KEY, _SECRET and _PASSPHRASE"
+                        )));
+                    }
+                    if x.products.is_empty() && self.market.products.is_empty() {
+                        return Err(ConfigError::Inconsistent(format!(
+                            "exchanges.{name}: name the products whose orders to follow, in exchanges.{name}.products or market.products"
+                        )));
+                    }
                 }
             }
         }
@@ -794,7 +817,7 @@ mod tests {
             vec!["cheap", "paper"]
         );
         let err = bad("[exchanges.live]\nkind = \"coinbase\"\n");
-        assert!(err.contains("live connector"), "{err}");
+        assert!(err.contains("has no credentials"), "{err}");
     }
 
     #[test]

@@ -34,15 +34,21 @@ use crate::{
         BotsService, EventsService, MarketService, OrdersService, SystemService, system::DaemonInfo,
     },
     clock::{Clock, SystemClock},
-    config::{Config, Credentials, ExchangeKind, MarketSource},
+    config::{COINBASE_REST, COINBASE_WS, Config, Credentials, ExchangeKind, MarketSource},
     events::{Draft, EventBus, EventsHandle},
     exchange::{
+        Connector,
         coinbase::{
             http::{
                 client::RestClient,
                 limiter::{Class, RateLimits},
+                signer::Signer,
             },
-            ws::client::{FeedConfig, FeedStats, run as feed_run},
+            venue::CoinbaseExchange,
+            ws::{
+                client::{FeedConfig, FeedStats, run as feed_run},
+                user::{UserFeedConfig, run as user_feed},
+            },
         },
         sim::SimExchange,
     },
@@ -300,7 +306,14 @@ pub async fn run_with_reload(
 
     let catalogue = load_catalogue(&config, &clock).await?;
     let runtime = start_runtime(
-        &config, &catalogue, &store, &events, &clock, &stop, &mut tasks,
+        &config,
+        &credentials,
+        &catalogue,
+        &store,
+        &events,
+        &clock,
+        &stop,
+        &mut tasks,
     )?;
     let market = start_market(
         &config, catalogue, &store, &events, &runtime, &stop, &mut tasks,
@@ -525,9 +538,12 @@ async fn load_catalogue(config: &Config, clock: &Arc<dyn Clock>) -> Result<Catal
         .map_err(|e| DaemonError::Listen(format!("market.products_file: {e}")))
 }
 
-/// Opens the configured exchanges and starts the bot runtime over them.
+/// Opens the configured exchanges and starts the bot runtime over them,
+/// with the `user` feed of each Coinbase connection.
+#[expect(clippy::too_many_arguments, reason = "the daemon's parts, wired once")]
 fn start_runtime(
     config: &Config,
+    credentials: &Credentials,
     catalogue: &Catalogue,
     store: &Store,
     events: &EventsHandle,
@@ -550,6 +566,7 @@ fn start_runtime(
         MarketSource::Coinbase => format!("Coinbase live feed ({})", config.market.feed_url),
     };
     let mut venues = BTreeMap::new();
+    let mut feeds = Vec::new();
     for (name, x) in &config.exchanges.named {
         match x.kind {
             ExchangeKind::Sim => {
@@ -558,13 +575,57 @@ fn start_runtime(
                 venues.insert(
                     name.clone(),
                     Venue {
-                        exchange,
+                        exchange: Connector::Sim(exchange),
                         endpoint: endpoint.clone(),
                     },
                 );
             }
-            // Refused by Config::validate until the live connector exists.
-            ExchangeKind::Coinbase => {}
+            ExchangeKind::Coinbase => {
+                let creds = credentials.exchanges.get(name).ok_or_else(|| {
+                    DaemonError::Listen(format!("exchanges.{name}: no credentials"))
+                })?;
+                let signer = Signer::new(creds)
+                    .map_err(|e| DaemonError::Listen(format!("credentials for `{name}`: {e}")))?;
+                let rest_url = x
+                    .rest_url
+                    .clone()
+                    .unwrap_or_else(|| COINBASE_REST.to_owned());
+                let rest = RestClient::new(
+                    &rest_url,
+                    Some(signer),
+                    RateLimits::default(),
+                    Duration::from_secs(10),
+                    clock.clone(),
+                )
+                .map_err(|e| DaemonError::Listen(e.to_string()))?;
+                let (_, rates) = x.sim_terms(name)?;
+                let exchange =
+                    CoinbaseExchange::open(name, rest.clone(), catalogue.clone(), rates, store)?;
+                let ws_url = x.ws_url.clone().unwrap_or_else(|| COINBASE_WS.to_owned());
+                venues.insert(
+                    name.clone(),
+                    Venue {
+                        exchange: Connector::Coinbase(exchange),
+                        endpoint: format!("{rest_url} + {ws_url}"),
+                    },
+                );
+                let products = if x.products.is_empty() {
+                    config.market.products.clone()
+                } else {
+                    x.products.clone()
+                };
+                feeds.push((
+                    name.clone(),
+                    rest,
+                    UserFeedConfig {
+                        url: ws_url,
+                        products,
+                        stall: config.market.stall.0,
+                        max_backoff: Duration::from_secs(30),
+                        poll: x.poll.0,
+                    },
+                ));
+            }
         }
     }
     let (runtime, handle) = Runtime::new(
@@ -575,6 +636,16 @@ fn start_runtime(
         clock.clone(),
     )?;
     tasks.spawn(runtime.run(stop.clone()));
+    for (name, rest, feed) in feeds {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        tasks.spawn(user_feed(feed, rest, tx, stop.clone()));
+        let handle = handle.clone();
+        tasks.spawn(async move {
+            while let Some(signal) = rx.recv().await {
+                handle.venue_signal(name.clone(), signal).await;
+            }
+        });
+    }
     Ok(handle)
 }
 

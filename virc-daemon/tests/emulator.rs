@@ -14,12 +14,11 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-use virc_core::{ids::ClientOid, ledger::FeeRates, matcher::UserId};
+use virc_core::{ids::ClientOid, matcher::UserId};
 use virc_daemon::{
     clock::SystemClock,
     config::{ExchangeCredentials, Secret},
-    emulator::{Account, Emulator, EmulatorConfig, Limits},
+    emulator::Emulator,
     exchange::coinbase::{
         http::{
             client::{Method, RestClient},
@@ -32,40 +31,9 @@ use virc_daemon::{
     },
 };
 
-const PRODUCTS: &str = include_str!("../data/demo/products.json");
-const SECRET: &str = "c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==";
+mod common;
 
-fn account() -> Account {
-    Account {
-        user: UserId(1),
-        profile_id: "profile-1".into(),
-        key: "key-1".into(),
-        secret: Secret::new(SECRET),
-        passphrase: Secret::new("pass phrase"),
-        funds: vec![("USD".into(), dec!(10000)), ("BTC".into(), dec!(1))],
-    }
-}
-
-async fn start() -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            products_json: PRODUCTS.into(),
-            rates: FeeRates {
-                maker: dec!(0.004),
-                taker: dec!(0.006),
-            },
-            accounts: vec![account()],
-            limits: Limits::default(),
-            driver: None,
-            rest_addr: "127.0.0.1:0".parse().unwrap(),
-            ws_addr: "127.0.0.1:0".parse().unwrap(),
-        },
-        Arc::new(SystemClock),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap()
-}
+use common::{emulator_account as account, start_emulator as start};
 
 fn client(em: &Emulator, creds: &ExchangeCredentials) -> RestClient {
     RestClient::new(
@@ -272,6 +240,10 @@ async fn every_feed_message_parses_and_sequences_are_contiguous() {
     ws.send(Message::Text(sub.to_string().into()))
         .await
         .unwrap();
+    let Some(Ok(Message::Text(ack))) = ws.next().await else {
+        panic!("no answer to subscribe")
+    };
+    assert!(ack.contains("subscriptions"), "{ack}");
     em.rest("BTC-USD", false, dec!(451.00), dec!(1)).unwrap();
     em.rest("BTC-USD", true, dec!(449.00), dec!(1)).unwrap();
     em.take("BTC-USD", true, dec!(451.00), dec!(0.25)).unwrap();

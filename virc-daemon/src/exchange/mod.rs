@@ -3,17 +3,24 @@
 //! [`OrderView`] / [`FillView`] / [`Update`] below.
 //!
 //! - [`sim`]: the simulated exchange (paper trading on the configured market).
-//! - [`coinbase`]: the Coinbase Exchange (feed messages and request signing so far).
+//! - [`coinbase`]: the Coinbase Exchange (REST, WebSocket feeds, and
+//!   [`coinbase::venue::CoinbaseExchange`], the venue bots trade on).
+//!
+//! The runtime holds each configured connection as a [`Connector`], which
+//! dispatches to the one [`Exchange`] interface both implement.
 
 pub mod coinbase;
 pub mod sim;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use virc_core::{
     ids::{BotId, ClientOid, OrderId},
+    ledger::{FeeRates, Ledger},
     money::{Price, Size},
     order::{Order, OrderRequest, Rejection, Side},
     paper::Liquidity,
+    product::Catalogue,
 };
 
 /// An order as an exchange reports it, with what virc adds (the owning bot).
@@ -100,13 +107,15 @@ pub type Reply<T> = Result<(T, Vec<Update>), ExchangeError>;
 
 /// What the bot runtime needs from a venue, shaped around bots rather than
 /// around one venue's wire format: place under a client id, cancel, look an
-/// order up by client id (the heart of reconciliation), and its fills.
-/// Updates the venue produces on its own (fills from market data, cancels
-/// made elsewhere) come from the venue's own feed: for the simulated
-/// exchange, the return values of [`sim::SimExchange::on_trade`] and its
-/// siblings. The methods are synchronous because the one venue so far
-/// answers from memory; they become async with the live connector.
-pub trait Exchange {
+/// order up by client id (the heart of reconciliation), its fills, and the
+/// wallet with the bots' reservations. Updates the venue produces on its
+/// own (fills from market data, cancels made elsewhere) come from the
+/// venue's own feed: for the simulated exchange, the return values of
+/// [`sim::SimExchange::on_trade`] and its siblings; for Coinbase,
+/// [`coinbase::venue::CoinbaseExchange::refresh`] driven by the `user`
+/// channel. The simulated exchange answers at once (its futures are ready);
+/// Coinbase answers over the network.
+pub trait Exchange: Send {
     /// The connection's configured name.
     fn name(&self) -> &str;
     /// Whether the venue keeps its record in the daemon's own store (the
@@ -114,13 +123,212 @@ pub trait Exchange {
     /// log, so no flush is needed before acting on it; a remote venue needs
     /// the intent flushed first.
     fn shares_store(&self) -> bool;
-    /// Places an order; placing again under the same `client_oid` returns
-    /// the existing order and no updates (idempotent, as Coinbase is).
-    fn place(&mut self, req: &OrderRequest, bot: Option<BotId>, now: i64) -> Reply<OrderView>;
-    /// Cancels an order; canceling a done order returns it unchanged.
-    fn cancel(&mut self, target: Target, now: i64) -> Reply<OrderView>;
-    /// Looks an order up.
-    fn order(&self, target: Target) -> Result<Option<OrderView>, ExchangeError>;
+    /// The products it trades.
+    fn catalogue(&self) -> &Catalogue;
+    /// Fee rates charged.
+    fn rates(&self) -> FeeRates;
+    /// Balances, holds and per-bot reservations.
+    fn wallet(&self) -> &Ledger;
+    /// Sets `amount` of `currency` aside for `bot`.
+    fn reserve(&mut self, bot: BotId, currency: &str, amount: Decimal)
+    -> Result<(), ExchangeError>;
+    /// Returns a bot's reservations to the free pool.
+    fn release(&mut self, bot: BotId) -> Result<(), ExchangeError>;
+    /// Places an order; placing again under the same `client_oid` never
+    /// makes a second order (the simulated exchange returns the existing
+    /// one, Coinbase's connector looks it up before any resend).
+    fn place(
+        &mut self,
+        req: &OrderRequest,
+        bot: Option<BotId>,
+        now: i64,
+    ) -> impl Future<Output = Reply<OrderView>> + Send;
+    /// Cancels an order; canceling a done order returns it as it ended.
+    fn cancel(&mut self, target: Target, now: i64)
+    -> impl Future<Output = Reply<OrderView>> + Send;
+    /// Looks an order up on the venue.
+    fn order(
+        &mut self,
+        target: Target,
+    ) -> impl Future<Output = Result<Option<OrderView>, ExchangeError>> + Send;
+    /// The order as last known, without a round trip (for list views).
+    fn cached_order(&self, target: Target) -> Option<OrderView>;
     /// The fills of one order, oldest first.
-    fn fills_of(&self, order: OrderId) -> Result<Vec<FillView>, ExchangeError>;
+    fn fills_of(
+        &mut self,
+        order: OrderId,
+    ) -> impl Future<Output = Result<Vec<FillView>, ExchangeError>> + Send;
+}
+
+/// One configured exchange connection, whichever kind.
+#[derive(Debug)]
+pub enum Connector {
+    /// Paper trading.
+    Sim(sim::SimExchange),
+    /// The Coinbase Exchange (or anything speaking its API, like the emulator).
+    Coinbase(coinbase::venue::CoinbaseExchange),
+}
+
+macro_rules! each {
+    ($self:expr, $x:ident => $body:expr) => {
+        match $self {
+            Connector::Sim($x) => $body,
+            Connector::Coinbase($x) => $body,
+        }
+    };
+}
+
+impl Exchange for Connector {
+    fn name(&self) -> &str {
+        each!(self, x => x.name())
+    }
+
+    fn shares_store(&self) -> bool {
+        matches!(self, Self::Sim(_))
+    }
+
+    fn catalogue(&self) -> &Catalogue {
+        each!(self, x => x.catalogue())
+    }
+
+    fn rates(&self) -> FeeRates {
+        each!(self, x => x.rates())
+    }
+
+    fn wallet(&self) -> &Ledger {
+        each!(self, x => x.wallet())
+    }
+
+    fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), ExchangeError> {
+        each!(self, x => x.reserve(bot, currency, amount))
+    }
+
+    fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        each!(self, x => x.release(bot))
+    }
+
+    async fn place(
+        &mut self,
+        req: &OrderRequest,
+        bot: Option<BotId>,
+        now: i64,
+    ) -> Reply<OrderView> {
+        match self {
+            Self::Sim(x) => Exchange::place(x, req, bot, now).await,
+            Self::Coinbase(x) => Exchange::place(x, req, bot, now).await,
+        }
+    }
+
+    async fn cancel(&mut self, target: Target, now: i64) -> Reply<OrderView> {
+        match self {
+            Self::Sim(x) => Exchange::cancel(x, target, now).await,
+            Self::Coinbase(x) => Exchange::cancel(x, target, now).await,
+        }
+    }
+
+    async fn order(&mut self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
+        match self {
+            Self::Sim(x) => Exchange::order(x, target).await,
+            Self::Coinbase(x) => Exchange::order(x, target).await,
+        }
+    }
+
+    fn cached_order(&self, target: Target) -> Option<OrderView> {
+        match self {
+            Self::Sim(x) => Exchange::cached_order(x, target),
+            Self::Coinbase(x) => Exchange::cached_order(x, target),
+        }
+    }
+
+    async fn fills_of(&mut self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
+        match self {
+            Self::Sim(x) => Exchange::fills_of(x, order).await,
+            Self::Coinbase(x) => Exchange::fills_of(x, order).await,
+        }
+    }
+}
+
+impl Connector {
+    /// "sim" or "live", for `virc exchanges`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sim(_) => "sim",
+            Self::Coinbase(_) => "live",
+        }
+    }
+
+    /// The simulated exchange, which takes market data.
+    pub fn sim_mut(&mut self) -> Option<&mut sim::SimExchange> {
+        match self {
+            Self::Sim(x) => Some(x),
+            Self::Coinbase(_) => None,
+        }
+    }
+
+    /// Orders of ours not yet done, as last known.
+    pub fn live_orders(&self) -> Vec<OrderView> {
+        match self {
+            Self::Sim(x) => x.live_orders().cloned().collect(),
+            Self::Coinbase(x) => x
+                .open_orders()
+                .into_iter()
+                .filter_map(|id| x.cached(Target::Id(id)))
+                .collect(),
+        }
+    }
+
+    /// The Coinbase venue.
+    pub fn coinbase_mut(&mut self) -> Option<&mut coinbase::venue::CoinbaseExchange> {
+        match self {
+            Self::Sim(_) => None,
+            Self::Coinbase(x) => Some(x),
+        }
+    }
+
+    /// Orders, newest first, that pass `keep`; at most `limit`.
+    pub async fn orders(
+        &mut self,
+        mut keep: impl FnMut(&OrderView) -> bool,
+        product: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OrderView>, ExchangeError> {
+        match self {
+            Self::Sim(x) => x.orders(keep, limit),
+            Self::Coinbase(x) => {
+                let mut all = x.orders(product, limit.saturating_mul(4).max(100)).await?;
+                all.retain(|o| keep(o));
+                all.truncate(limit);
+                Ok(all)
+            }
+        }
+    }
+
+    /// Fills, newest first, that pass `keep`; at most `limit`. Coinbase
+    /// lists fills per product only, so there `product` is needed.
+    pub async fn fills(
+        &mut self,
+        mut keep: impl FnMut(&FillView) -> bool,
+        product: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FillView>, ExchangeError> {
+        match self {
+            Self::Sim(x) => x.fills(keep, limit),
+            Self::Coinbase(x) => {
+                let Some(p) = product else {
+                    return Err(ExchangeError::Rejected(Rejection::bad_request(
+                        "Coinbase lists fills per product: give --product",
+                    )));
+                };
+                let mut all = x.fills(p, limit.saturating_mul(4).max(100)).await?;
+                all.retain(|f| keep(f));
+                all.truncate(limit);
+                Ok(all)
+            }
+        }
+    }
 }

@@ -543,16 +543,14 @@ impl SimExchange {
     }
 }
 
-impl Exchange for SimExchange {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn shares_store(&self) -> bool {
-        true
-    }
-
-    fn place(&mut self, req: &OrderRequest, bot: Option<BotId>, now: i64) -> Reply<OrderView> {
+impl SimExchange {
+    /// Places an order now (see [`Exchange::place`]).
+    pub fn place_now(
+        &mut self,
+        req: &OrderRequest,
+        bot: Option<BotId>,
+        now: i64,
+    ) -> Reply<OrderView> {
         if let Some(c) = req.client_oid
             && let Some((_, existing)) = self.find(Target::Client(c))?
         {
@@ -596,7 +594,8 @@ impl Exchange for SimExchange {
         Ok((view, updates))
     }
 
-    fn cancel(&mut self, target: Target, now: i64) -> Reply<OrderView> {
+    /// Cancels an order now (see [`Exchange::cancel`]).
+    pub fn cancel_now(&mut self, target: Target, now: i64) -> Reply<OrderView> {
         let Some((_, view)) = self.find(target)? else {
             return Err(Rejection::not_found(ORDER_NOT_FOUND).into());
         };
@@ -616,13 +615,85 @@ impl Exchange for SimExchange {
         Ok((view, updates))
     }
 
-    fn order(&self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
+    /// Looks an order up.
+    pub fn lookup(&self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
         Ok(self.find(target)?.map(|(_, v)| v))
     }
 
-    fn fills_of(&self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
+    /// The fills of one order, oldest first.
+    pub fn fills_of_now(&self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
         let mut out = self.fills(|f| f.order_id == order, usize::MAX)?;
         out.reverse();
         Ok(out)
+    }
+}
+
+impl Exchange for SimExchange {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn shares_store(&self) -> bool {
+        true
+    }
+
+    fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    fn rates(&self) -> FeeRates {
+        self.rates
+    }
+
+    fn wallet(&self) -> &Ledger {
+        &self.wallet
+    }
+
+    fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), ExchangeError> {
+        SimExchange::reserve(self, bot, currency, amount)
+    }
+
+    fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        SimExchange::release(self, bot)
+    }
+
+    fn place(
+        &mut self,
+        req: &OrderRequest,
+        bot: Option<BotId>,
+        now: i64,
+    ) -> impl Future<Output = Reply<OrderView>> + Send {
+        std::future::ready(self.place_now(req, bot, now))
+    }
+
+    fn cancel(
+        &mut self,
+        target: Target,
+        now: i64,
+    ) -> impl Future<Output = Reply<OrderView>> + Send {
+        std::future::ready(self.cancel_now(target, now))
+    }
+
+    fn order(
+        &mut self,
+        target: Target,
+    ) -> impl Future<Output = Result<Option<OrderView>, ExchangeError>> + Send {
+        std::future::ready(self.lookup(target))
+    }
+
+    fn cached_order(&self, target: Target) -> Option<OrderView> {
+        self.lookup(target).ok().flatten()
+    }
+
+    fn fills_of(
+        &mut self,
+        order: OrderId,
+    ) -> impl Future<Output = Result<Vec<FillView>, ExchangeError>> + Send {
+        std::future::ready(self.fills_of_now(order))
     }
 }

@@ -21,7 +21,7 @@ use virc_core::{
 use virc_proto::v1::{self as pb, bot_spec::Kind, event::Payload};
 
 use super::{BotRecord, Runtime, dec};
-use crate::{api::ServiceError, events::Draft};
+use crate::{api::ServiceError, events::Draft, exchange::Exchange};
 
 /// The spec a bot was created with, rebuilt from its (normalised) parameters.
 pub fn spec_of(rec: &BotRecord) -> pb::BotSpec {

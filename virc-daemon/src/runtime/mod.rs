@@ -44,7 +44,10 @@ use crate::{
     api::ServiceError,
     clock::{Clock, to_timestamp},
     events::{Draft, EventsHandle},
-    exchange::{Exchange, ExchangeError, OrderView, Target, Update, sim::SimExchange},
+    exchange::{
+        Connector, Exchange, ExchangeError, OrderView, Target, Update,
+        coinbase::{venue::Link, ws::user::Signal},
+    },
     market::Input,
     store::{Records, Store},
 };
@@ -153,6 +156,7 @@ enum Request {
     TickLatency(oneshot::Sender<Vec<std::time::Duration>>),
     CheckRule(pb::CheckRuleRequest, Answer<pb::CheckRuleResponse>),
     Backfill(String, Vec<crate::recorder::Recorded>),
+    Venue(String, Signal),
 }
 
 /// How many tick-to-command samples the runtime keeps.
@@ -273,6 +277,11 @@ impl RuntimeHandle {
         let _ = self.tx.send(Request::Backfill(product, trades)).await;
     }
 
+    /// Passes on what a remote venue's feed says (see [`Signal`]).
+    pub async fn venue_signal(&self, exchange: String, signal: Signal) {
+        let _ = self.tx.send(Request::Venue(exchange, signal)).await;
+    }
+
     /// Evaluates a rule against the market as the bots see it.
     pub async fn check_rule(
         &self,
@@ -305,7 +314,7 @@ impl RuntimeHandle {
 #[derive(Debug)]
 pub struct Venue {
     /// The exchange.
-    pub exchange: SimExchange,
+    pub exchange: Connector,
     /// What it simulates on, for `virc exchanges`.
     pub endpoint: String,
 }
@@ -446,44 +455,45 @@ impl Runtime {
                 let _ = reply.send(self.cancel_manual(&exchange, target).await);
             }
             Request::GetOrder(exchange, target, reply) => {
-                let r = self.venue_name(&exchange).and_then(|name| {
-                    let v = &self.venues[&name];
-                    v.exchange
-                        .order(target)?
-                        .map(|o| convert::order(&o, &name))
-                        .ok_or_else(|| {
-                            ServiceError::NotFound(format!(
-                                "no order {} on exchange {name}",
-                                target_text(target)
-                            ))
-                        })
-                });
-                let _ = reply.send(r);
+                let _ = reply.send(self.get_order(&exchange, target).await);
             }
             Request::ListOrders(req, reply) => {
-                let _ = reply.send(self.list_orders(&req));
+                let _ = reply.send(self.list_orders(&req).await);
             }
             Request::Balances(exchange, reply) => {
                 let _ = reply.send(self.balances(&exchange));
             }
             Request::Fills(req, reply) => {
-                let _ = reply.send(self.fills(&req));
+                let _ = reply.send(self.fills(&req).await);
             }
             Request::Exchanges(reply) => {
                 let out = self
                     .venues
                     .iter()
-                    .map(|(name, v)| pb::ExchangeInfo {
-                        name: name.clone(),
-                        kind: "sim".into(),
-                        endpoint: v.endpoint.clone(),
-                        state: "up".into(),
-                        detail: format!(
-                            "paper trading; fees maker {} / taker {}",
-                            dec(v.exchange.rates().maker),
-                            dec(v.exchange.rates().taker)
-                        ),
-                        is_default: *name == self.default_exchange,
+                    .map(|(name, v)| {
+                        let (state, what) = match &v.exchange {
+                            Connector::Sim(_) => ("up".to_owned(), "paper trading"),
+                            Connector::Coinbase(x) => (
+                                match x.link() {
+                                    Link::Connecting => "connecting".to_owned(),
+                                    Link::Up => "up".to_owned(),
+                                    Link::Down(why) => format!("down: {why}"),
+                                },
+                                "live trading",
+                            ),
+                        };
+                        pb::ExchangeInfo {
+                            name: name.clone(),
+                            kind: v.exchange.kind().into(),
+                            endpoint: v.endpoint.clone(),
+                            state,
+                            detail: format!(
+                                "{what}; fees maker {} / taker {}",
+                                dec(v.exchange.rates().maker),
+                                dec(v.exchange.rates().taker)
+                            ),
+                            is_default: *name == self.default_exchange,
+                        }
                     })
                     .collect();
                 let _ = reply.send(out);
@@ -500,6 +510,7 @@ impl Runtime {
             Request::CheckRule(req, reply) => {
                 let _ = reply.send(self.check_rule(&req));
             }
+            Request::Venue(name, signal) => self.on_venue(&name, signal).await,
             Request::Counts(reply) => {
                 let mut counts = BTreeMap::new();
                 for b in self.bots.values() {
@@ -575,7 +586,9 @@ impl Runtime {
         }
         let mut all = Vec::new();
         for venue in self.venues.values_mut() {
-            let x = &mut venue.exchange;
+            let Some(x) = venue.exchange.sim_mut() else {
+                continue;
+            };
             let r = match &input {
                 Input::Trade(p, t, side) => x.on_trade(p, t, *side),
                 Input::L2(p, changes) => x.on_l2(p, changes),
@@ -778,7 +791,7 @@ impl Runtime {
                     tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
                     return Ok(());
                 };
-                match venue.exchange.place(&req, Some(id), now) {
+                match venue.exchange.place(&req, Some(id), now).await {
                     Ok((view, updates)) => {
                         if let Some(t0) = self.tick_started {
                             if self.tick_latency.len() == LATENCY_SAMPLES {
@@ -815,13 +828,13 @@ impl Runtime {
                     tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
                     return Ok(());
                 };
-                match venue.exchange.cancel(Target::Client(cid), now) {
+                match venue.exchange.cancel(Target::Client(cid), now).await {
                     Ok((view, updates)) => {
                         let caught_up = updates.is_empty();
                         self.route(&exchange, updates, queue).await;
                         if caught_up {
                             // Already done before our cancel: tell the bot what it missed.
-                            self.catch_up(id, &view, queue);
+                            self.catch_up(id, &view, queue).await;
                         }
                     }
                     Err(ExchangeError::Rejected(r)) if r.status == 404 => {
@@ -954,6 +967,7 @@ impl Runtime {
             let manual: Vec<_> = v
                 .exchange
                 .live_orders()
+                .into_iter()
                 .filter(|o| {
                     o.bot.is_none()
                         && o.order.product_id == product
@@ -967,7 +981,7 @@ impl Runtime {
                 .collect();
             let mut all = Vec::new();
             for order in manual {
-                match v.exchange.cancel(Target::Id(order), now) {
+                match v.exchange.cancel(Target::Id(order), now).await {
                     Ok((_, updates)) => {
                         canceled += 1;
                         all.extend(updates);
@@ -1091,7 +1105,12 @@ impl Runtime {
     }
 
     /// Queues the inputs a bot missed about `view`: acceptance, unseen fills, done.
-    fn catch_up(&self, id: BotId, view: &OrderView, queue: &mut VecDeque<(BotId, BotInput)>) {
+    async fn catch_up(
+        &mut self,
+        id: BotId,
+        view: &OrderView,
+        queue: &mut VecDeque<(BotId, BotInput)>,
+    ) {
         let (Some(rec), Some(cid)) = (self.bots.get(&id), view.client_oid()) else {
             return;
         };
@@ -1107,20 +1126,22 @@ impl Runtime {
                 },
             ));
         }
-        let fills = self
-            .venues
-            .get(&rec.exchange)
-            .map(|v| v.exchange.fills_of(view.order.id))
-            .transpose()
-            .unwrap_or_else(|e| {
-                tracing::error!(bot = %id, error = %e, "Cannot read fills to reconcile");
-                None
-            })
-            .unwrap_or_default();
+        let (filled, exchange) = (w.filled, rec.exchange.clone());
+        let fills = match self.venues.get_mut(&exchange) {
+            Some(v) => v
+                .exchange
+                .fills_of(view.order.id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(bot = %id, error = %e, "Cannot read fills to reconcile");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         let mut seen = rust_decimal::Decimal::ZERO;
         for f in fills {
             seen += f.size.get();
-            if seen > w.filled {
+            if seen > filled {
                 queue.push_back((
                     id,
                     BotInput::Fill {
@@ -1152,9 +1173,76 @@ impl Runtime {
             .collect()
     }
 
-    /// Reconciles every unfinished bot; returns how many.
+    /// What a remote venue's feed says: reconcile after a (re)connect, read
+    /// an order back when a message names it, read everything back on a poll.
+    async fn on_venue(&mut self, name: &str, signal: Signal) {
+        let Some(Connector::Coinbase(x)) = self.venues.get_mut(name).map(|v| &mut v.exchange)
+        else {
+            return;
+        };
+        let targets: Vec<virc_core::ids::OrderId> = match &signal {
+            Signal::Lost(why) => {
+                x.set_down(why.clone());
+                return;
+            }
+            Signal::Connected => {
+                if let Err(e) = x.connect().await {
+                    tracing::error!(exchange = name, error = %e, "Cannot read Coinbase balances and fees");
+                }
+                x.open_orders()
+            }
+            Signal::Poll => {
+                if let Err(e) = x.balances().await {
+                    tracing::warn!(exchange = name, error = %e, "Cannot read Coinbase balances");
+                }
+                x.open_orders()
+            }
+            // Only orders of ours are read back; a match names the other side too.
+            Signal::Order(id) if x.cached(Target::Id(*id)).is_some() => vec![*id],
+            Signal::Order(_) => return,
+        };
+        let mut updates = Vec::new();
+        for id in targets {
+            match x.refresh(Target::Id(id)).await {
+                Ok(Some((_, u))) => updates.extend(u),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(exchange = name, order = %id, error = %e, "Cannot read an order back from Coinbase");
+                }
+            }
+        }
+        let mut queue = VecDeque::new();
+        self.route(name, updates, &mut queue).await;
+        if let Err(e) = self.run_queue(queue).await {
+            tracing::error!(error = %e, "Bot step failed");
+        }
+        if signal == Signal::Connected {
+            let ids: Vec<BotId> = self
+                .unfinished()
+                .into_iter()
+                .filter(|id| self.bots.get(id).is_some_and(|b| b.exchange == name))
+                .collect();
+            for id in ids {
+                if let Err(e) = self.reconcile(id).await {
+                    tracing::error!(bot = %id, error = %e, "Cannot reconcile bot");
+                }
+            }
+        }
+    }
+
+    /// Reconciles every unfinished bot on a local venue; returns how many.
+    /// Bots on a remote venue reconcile when its feed connects.
     async fn reconcile_all(&mut self) -> usize {
-        let ids = self.unfinished();
+        let ids: Vec<BotId> = self
+            .unfinished()
+            .into_iter()
+            .filter(|id| {
+                self.bots
+                    .get(id)
+                    .and_then(|b| self.venues.get(&b.exchange))
+                    .is_none_or(|v| v.exchange.shares_store())
+            })
+            .collect();
         for id in &ids {
             if let Err(e) = self.reconcile(*id).await {
                 tracing::error!(bot = %id, error = %e, "Cannot reconcile bot");
@@ -1171,16 +1259,18 @@ impl Runtime {
         let working: Vec<_> = rec.machine.working().into_iter().cloned().collect();
         let exchange = rec.exchange.clone();
         for w in working {
-            let found = self
-                .venues
-                .get(&exchange)
-                .map(|v| v.exchange.order(Target::Client(w.intent.client_oid)))
-                .transpose()?
-                .flatten();
+            let found = match self.venues.get_mut(&exchange) {
+                Some(v) => {
+                    v.exchange
+                        .order(Target::Client(w.intent.client_oid))
+                        .await?
+                }
+                None => None,
+            };
             match found {
                 // Its cancel was decided, maybe never sent: send it (again).
                 Some(view) if w.cancel_requested && !view.order.status.is_terminal() => {
-                    self.catch_up(id, &view, &mut queue);
+                    self.catch_up(id, &view, &mut queue).await;
                     let mut status = self.bots[&id].machine.status();
                     self.perform(
                         id,
@@ -1190,7 +1280,7 @@ impl Runtime {
                     )
                     .await?;
                 }
-                Some(view) => self.catch_up(id, &view, &mut queue),
+                Some(view) => self.catch_up(id, &view, &mut queue).await,
                 None if w.cancel_requested => queue.push_back((
                     id,
                     BotInput::Done {
@@ -1327,9 +1417,7 @@ impl Runtime {
                 let target = w
                     .order_id
                     .map_or(Target::Client(w.intent.client_oid), Target::Id);
-                x.order(target)
-                    .ok()
-                    .flatten()
+                x.cached_order(target)
                     .map(|o| convert::order(&o, &rec.exchange))
             });
         let theo = venue.and_then(|v| m.theoretical_cycle_profit(v.exchange.rates()));
@@ -1403,15 +1491,16 @@ impl Runtime {
             .venues
             .get_mut(&name)
             .ok_or_else(|| ServiceError::NotFound(name.clone()))?;
-        let (view, updates) = venue.exchange.place(&order, None, now)?;
+        let (view, updates) = venue.exchange.place(&order, None, now).await?;
         self.store.flush().await?;
         let mut queue = VecDeque::new();
         self.route(&name, updates, &mut queue).await;
         self.run_queue(queue).await?;
         // The order as it is after its immediate effects.
-        let view = self.venues[&name]
-            .exchange
-            .order(Target::Id(view.order.id))?
+        let view = self
+            .venues
+            .get(&name)
+            .and_then(|v| v.exchange.cached_order(Target::Id(view.order.id)))
             .unwrap_or(view);
         Ok(convert::order(&view, &name))
     }
@@ -1427,14 +1516,18 @@ impl Runtime {
             .venues
             .get_mut(&name)
             .ok_or_else(|| ServiceError::NotFound(name.clone()))?;
-        let (view, updates) = venue.exchange.cancel(target, now).map_err(|e| match e {
-            ExchangeError::Rejected(r) if r.status == 404 => ServiceError::NotFound(format!(
-                "no order {} on exchange {name} ({})",
-                target_text(target),
-                r.message
-            )),
-            e => e.into(),
-        })?;
+        let (view, updates) = venue
+            .exchange
+            .cancel(target, now)
+            .await
+            .map_err(|e| match e {
+                ExchangeError::Rejected(r) if r.status == 404 => ServiceError::NotFound(format!(
+                    "no order {} on exchange {name} ({})",
+                    target_text(target),
+                    r.message
+                )),
+                e => e.into(),
+            })?;
         self.store.flush().await?;
         let mut queue = VecDeque::new();
         // A bot's order canceled here is "canceled outside" the bot: it fails, as it would live.
@@ -1454,21 +1547,47 @@ impl Runtime {
         Ok((limit, bot))
     }
 
-    fn list_orders(&self, req: &pb::ListOrdersRequest) -> Result<Vec<pb::Order>, ServiceError> {
+    async fn get_order(
+        &mut self,
+        exchange: &str,
+        target: Target,
+    ) -> Result<pb::Order, ServiceError> {
+        let name = self.venue_name(exchange)?;
+        let found = match self.venues.get_mut(&name) {
+            Some(v) => v.exchange.order(target).await?,
+            None => None,
+        };
+        found.map(|o| convert::order(&o, &name)).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no order {} on exchange {name}",
+                target_text(target)
+            ))
+        })
+    }
+
+    async fn list_orders(
+        &mut self,
+        req: &pb::ListOrdersRequest,
+    ) -> Result<Vec<pb::Order>, ServiceError> {
         let (limit, bot) = self.limit_and_bot(req.limit, &req.bot_id)?;
         let mut out = Vec::new();
-        for (name, v) in &self.venues {
+        let product = (!req.product_id.is_empty()).then_some(req.product_id.as_str());
+        for (name, v) in &mut self.venues {
             if !req.exchange.is_empty() && req.exchange != *name {
                 continue;
             }
-            let found = v.exchange.orders(
-                |o| {
-                    (req.product_id.is_empty() || o.order.product_id == req.product_id)
-                        && bot.is_none_or(|b| o.bot == Some(b))
-                        && convert::status_matches(&req.statuses, o.order.status)
-                },
-                limit,
-            )?;
+            let found = v
+                .exchange
+                .orders(
+                    |o| {
+                        (req.product_id.is_empty() || o.order.product_id == req.product_id)
+                            && bot.is_none_or(|b| o.bot == Some(b))
+                            && convert::status_matches(&req.statuses, o.order.status)
+                    },
+                    product,
+                    limit,
+                )
+                .await?;
             out.extend(found.iter().map(|o| convert::order(o, name)));
         }
         if !req.exchange.is_empty() && !self.venues.contains_key(&req.exchange) {
@@ -1513,17 +1632,25 @@ impl Runtime {
         })
     }
 
-    fn fills(&self, req: &pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
+    async fn fills(&mut self, req: &pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
         let name = self.venue_name(&req.exchange)?;
         let (limit, bot) = self.limit_and_bot(req.limit, &req.bot_id)?;
-        let fills = self.venues[&name].exchange.fills(
-            |f| {
-                bot.is_none_or(|b| f.bot == Some(b))
-                    && (req.product_id.is_empty() || f.product_id == req.product_id)
-                    && (req.order_id.is_empty() || f.order_id.to_string() == req.order_id)
-            },
-            limit,
-        )?;
+        let product = (!req.product_id.is_empty()).then_some(req.product_id.as_str());
+        let Some(v) = self.venues.get_mut(&name) else {
+            return Err(ServiceError::NotFound(name));
+        };
+        let fills = v
+            .exchange
+            .fills(
+                |f| {
+                    bot.is_none_or(|b| f.bot == Some(b))
+                        && (req.product_id.is_empty() || f.product_id == req.product_id)
+                        && (req.order_id.is_empty() || f.order_id.to_string() == req.order_id)
+                },
+                product,
+                limit,
+            )
+            .await?;
         Ok(fills.iter().map(|f| convert::fill(f, &name)).collect())
     }
 }

@@ -113,3 +113,43 @@ pub async fn http_server(handler: std::sync::Arc<Handler>) -> String {
     });
     format!("http://{addr}")
 }
+
+/// The emulator's one test account: 10,000 USD and 1 BTC.
+pub fn emulator_account() -> virc_daemon::emulator::Account {
+    use rust_decimal::Decimal;
+    virc_daemon::emulator::Account {
+        user: virc_core::matcher::UserId(1),
+        profile_id: "profile-1".into(),
+        key: "key-1".into(),
+        secret: virc_daemon::config::Secret::new("c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw=="),
+        passphrase: virc_daemon::config::Secret::new("pass phrase"),
+        funds: vec![
+            ("USD".into(), Decimal::from(10_000)),
+            ("BTC".into(), Decimal::ONE),
+        ],
+    }
+}
+
+/// A Coinbase emulator on loopback trading the bundled BTC-USD product at
+/// Coinbase's first fee tier, with [`emulator_account`] and no market driver.
+pub async fn start_emulator() -> virc_daemon::emulator::Emulator {
+    use rust_decimal::Decimal;
+    virc_daemon::emulator::Emulator::start(
+        virc_daemon::emulator::EmulatorConfig {
+            products_json: include_str!("../../data/demo/products.json").into(),
+            rates: virc_core::ledger::FeeRates {
+                maker: Decimal::new(4, 3),
+                taker: Decimal::new(6, 3),
+            },
+            accounts: vec![emulator_account()],
+            limits: virc_daemon::emulator::Limits::default(),
+            driver: None,
+            rest_addr: "127.0.0.1:0".parse().unwrap(),
+            ws_addr: "127.0.0.1:0".parse().unwrap(),
+        },
+        std::sync::Arc::new(virc_daemon::clock::SystemClock),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}

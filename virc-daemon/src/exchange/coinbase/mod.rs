@@ -2,6 +2,7 @@
 //! `ws-feed.exchange.coinbase.com`), split by transport.
 
 pub mod http;
+pub mod venue;
 pub mod wire;
 pub mod ws;
 

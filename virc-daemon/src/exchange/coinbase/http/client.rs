@@ -127,6 +127,13 @@ impl RestClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A signed subscribe's auth fields, stamped with the corrected clock;
+    /// `None` without credentials.
+    pub fn ws_auth(&self) -> Option<[(&'static str, String); 4]> {
+        let signer = self.signer.as_ref()?;
+        Some(signer.ws_fields(&self.skew().header(self.clock.now())))
+    }
+
     /// Measures the clock skew with `GET /time` and signs with it from now on.
     pub async fn sync_time(&self) -> Result<Skew, RestError> {
         self.limiter.acquire(Class::Public, Priority::Normal).await;

@@ -109,6 +109,17 @@ impl Signer {
         }
     }
 
+    /// The auth fields of a signed WebSocket subscribe (coinbase-exchange.md
+    /// §3.7) at `timestamp`: `key`, `passphrase`, `timestamp`, `signature`.
+    pub fn ws_fields(&self, timestamp: &str) -> [(&'static str, String); 4] {
+        [
+            ("key", self.key.clone()),
+            ("passphrase", self.passphrase.expose().to_owned()),
+            ("timestamp", timestamp.to_owned()),
+            ("signature", self.sign_ws(timestamp)),
+        ]
+    }
+
     /// The signature of the WebSocket `user`-channel subscribe (`GET /users/self/verify`).
     pub fn sign_ws(&self, timestamp: &str) -> String {
         self.sign(timestamp, "GET", "/users/self/verify", "")

@@ -113,6 +113,14 @@ fn subscribe(config: &FeedConfig) -> String {
     .to_string()
 }
 
+/// The pause before reconnect attempt `attempt`: `backoff` plus up to a
+/// quarter of it, spread by the attempt count so that no two daemons retry
+/// in step.
+pub(crate) fn backoff_pause(backoff: Duration, attempt: u64) -> Duration {
+    let spread = u64::try_from(backoff.as_millis() / 4).unwrap_or(1).max(1);
+    backoff + Duration::from_millis(attempt.wrapping_mul(7919) % spread)
+}
+
 /// Runs the feed until `stop`, reconnecting as needed.
 pub async fn run(
     config: FeedConfig,
@@ -146,9 +154,7 @@ pub async fn run(
         match end {
             End::Stopped => return,
             End::Lost(why) => {
-                // Jitter from the attempt count: no two daemons retry in step.
-                let spread = u64::try_from(backoff.as_millis() / 4).unwrap_or(1).max(1);
-                let pause = backoff + Duration::from_millis(attempt.wrapping_mul(7919) % spread);
+                let pause = backoff_pause(backoff, attempt);
                 tracing::warn!(url = %config.url, reason = %why, retry_in_ms = pause.as_millis(), "Market feed lost; reconnecting");
                 tokio::select! {
                     () = stop.cancelled() => return,

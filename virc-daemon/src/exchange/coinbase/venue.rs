@@ -1,0 +1,694 @@
+//! The Coinbase Exchange as a venue for bots: [`Exchange`] over the REST
+//! client, with the authenticated `user` feed ([`super::ws::user`]) as the
+//! trigger to look orders up again.
+//!
+//! # What is the truth
+//! Coinbase's own record: an order's state and its fills are read back from
+//! `GET /orders/…` and `GET /fills?order_id=…`, never inferred from feed
+//! messages (private messages carry no sequence, so a lost one cannot be
+//! detected; coinbase-exchange.md §10). A `user`-channel message about an
+//! order, a reconnect, and a periodic poll all lead to the same
+//! [`CoinbaseExchange::refresh`], which reports what changed since the last
+//! report: each fill exactly once (by trade id) and each status change.
+//!
+//! # The wallet
+//! Balances and holds come from `GET /accounts` (at connect and every
+//! poll). Between polls virc keeps them as the simulated exchange does,
+//! with the same [`Ledger`]: a hold per order of ours, settled by its
+//! fills, released when it is done; and the per-bot reservations, which
+//! only virc knows. So a bot on Coinbase is held to its reservation exactly
+//! as on paper, and is refused ("Insufficient funds") before the request
+//! leaves when it would overspend it.
+//!
+//! # Its record (sled)
+//! `coinbase.<name>`: the wallet's holds, reservations and fees (`w`), and
+//! every order of ours not yet reported done with the trade ids reported
+//! (`k` + id). `coinbase.<name>.owners`: client id → bot, written before
+//! the order is sent, so an order found after a crash has its owner.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use virc_core::{
+    ids::{BotId, ClientOid, OrderId},
+    ledger::{FeeRates, Ledger},
+    order::{
+        CancelReason, DoneReason, INSUFFICIENT_FUNDS, ORDER_NOT_FOUND, OrderRequest, OrderStatus,
+        PRODUCT_NOT_FOUND, Rejection, validate,
+    },
+    product::Catalogue,
+};
+
+use super::{
+    http::{
+        client::{Method, RestClient},
+        error::RestError,
+        limiter::{Class, Priority},
+    },
+    wire::{self, Fill},
+};
+use crate::{
+    exchange::{Exchange, ExchangeError, FillView, OrderView, Reply, Target, Update},
+    store::{Records, Store, StoreError},
+};
+
+/// At most this many fills of one order are read back.
+const MAX_FILLS: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Known {
+    view: OrderView,
+    /// Trade ids already reported (and settled in the wallet).
+    trades: BTreeSet<u64>,
+}
+
+/// Whether the venue can be reached, for `virc exchanges`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Not tried yet.
+    Connecting,
+    /// The last request and the feed are fine.
+    Up,
+    /// The last attempt failed, with what failed.
+    Down(String),
+}
+
+/// The Coinbase Exchange, as one named connection of the daemon.
+#[derive(Debug)]
+pub struct CoinbaseExchange {
+    name: String,
+    rest: RestClient,
+    catalogue: Catalogue,
+    rates: FeeRates,
+    wallet: Ledger,
+    known: HashMap<OrderId, Known>,
+    record: Records,
+    owners: Records,
+    link: Link,
+}
+
+const WALLET: &[u8] = b"w";
+
+fn known_key(id: OrderId) -> Vec<u8> {
+    [b"k".as_slice(), id.0.as_bytes()].concat()
+}
+
+impl From<RestError> for ExchangeError {
+    fn from(e: RestError) -> Self {
+        match e {
+            RestError::Rejected { status, message } => {
+                Self::Rejected(Rejection { status, message })
+            }
+            RestError::NotFound { message } => Self::Rejected(Rejection::not_found(message)),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl CoinbaseExchange {
+    /// Opens connection `name` over `rest`, with its record in `store`;
+    /// nothing is asked of Coinbase until [`CoinbaseExchange::connect`].
+    pub fn open(
+        name: &str,
+        rest: RestClient,
+        catalogue: Catalogue,
+        rates: FeeRates,
+        store: &Store,
+    ) -> Result<Self, StoreError> {
+        let tree = |what: &str| -> Result<Records, StoreError> {
+            // Tree names must be 'static; two per configured exchange is bounded.
+            let leaked: &'static str = Box::leak(format!("coinbase.{name}{what}").into_boxed_str());
+            store.records(leaked)
+        };
+        let (record, owners) = (tree("")?, tree(".owners")?);
+        let wallet = record.get::<Ledger>(WALLET)?.unwrap_or_default();
+        let known = record
+            .scan_prefix::<Known>(b"k")?
+            .into_iter()
+            .map(|(_, k)| (k.view.order.id, k))
+            .collect();
+        Ok(Self {
+            name: name.to_owned(),
+            rest,
+            catalogue,
+            rates,
+            wallet,
+            known,
+            record,
+            owners,
+            link: Link::Connecting,
+        })
+    }
+
+    /// The products it trades.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The fee rates Coinbase charges this account (from `GET /fees`).
+    pub fn rates(&self) -> FeeRates {
+        self.rates
+    }
+
+    /// Balances, holds and per-bot reservations.
+    pub fn wallet(&self) -> &Ledger {
+        &self.wallet
+    }
+
+    /// Whether it is reachable.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The REST client (for `--check-exchange` style reports).
+    pub fn rest(&self) -> &RestClient {
+        &self.rest
+    }
+
+    /// Orders of ours not yet reported done.
+    pub fn open_orders(&self) -> Vec<OrderId> {
+        self.known.keys().copied().collect()
+    }
+
+    fn save_wallet(&self) -> Result<(), StoreError> {
+        self.record.put(WALLET, &self.wallet)
+    }
+
+    fn fail<T>(&mut self, e: RestError) -> Result<T, ExchangeError> {
+        if matches!(e, RestError::Unavailable { .. } | RestError::Auth { .. }) {
+            self.link = Link::Down(e.to_string());
+        }
+        Err(e.into())
+    }
+
+    /// Reads the clock, the product list, the fee rates and the balances:
+    /// at start and after every reconnect.
+    pub async fn connect(&mut self) -> Result<(), ExchangeError> {
+        if let Err(e) = self.rest.sync_time().await {
+            return self.fail(e);
+        }
+        match self.rest.get::<Value>("/products", Class::Public).await {
+            Ok(v) => match Catalogue::from_json(&v.to_string()) {
+                Ok(c) if !c.is_empty() => self.catalogue = c,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(exchange = self.name, error = %e, "Coinbase product list unreadable; keeping the previous one");
+                }
+            },
+            Err(e) => return self.fail(e),
+        }
+        match self.rest.get::<Value>("/fees", Class::Private).await {
+            Ok(v) => {
+                let rate = |f: &str| v[f].as_str().and_then(|s| s.parse::<Decimal>().ok());
+                if let (Some(maker), Some(taker)) = (rate("maker_fee_rate"), rate("taker_fee_rate"))
+                {
+                    self.rates = FeeRates { maker, taker };
+                }
+            }
+            Err(e) => return self.fail(e),
+        }
+        self.balances().await?;
+        self.link = Link::Up;
+        Ok(())
+    }
+
+    /// Replaces balances and holds with Coinbase's (`GET /accounts`),
+    /// keeping virc's holds per order and the reservations.
+    pub async fn balances(&mut self) -> Result<(), ExchangeError> {
+        let accounts: Vec<Value> = match self.rest.get("/accounts", Class::Private).await {
+            Ok(a) => a,
+            Err(e) => return self.fail(e),
+        };
+        let mut balances = Vec::new();
+        for a in &accounts {
+            let d = |f: &str| a[f].as_str().and_then(|s| s.parse::<Decimal>().ok());
+            if let (Some(c), Some(balance), Some(hold)) =
+                (a["currency"].as_str(), d("balance"), d("hold"))
+            {
+                balances.push((c.to_owned(), virc_core::ledger::Balance { balance, hold }));
+            }
+        }
+        let holds: Vec<_> = self
+            .known
+            .keys()
+            .filter_map(|id| Some((*id, self.wallet.hold(*id)?.clone())))
+            .collect();
+        let reservations: Vec<_> = self
+            .wallet
+            .reservations()
+            .map(|(b, c, a)| (b, c.to_owned(), a))
+            .collect();
+        let fees: Vec<_> = self
+            .wallet
+            .balances()
+            .map(|(c, _)| (c.to_owned(), self.wallet.fees_paid(c)))
+            .collect();
+        self.wallet = Ledger::restore(balances, holds, reservations, fees);
+        self.save_wallet()?;
+        Ok(())
+    }
+
+    /// Sets `amount` of `currency` aside for `bot`.
+    pub fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), ExchangeError> {
+        self.wallet
+            .reserve(bot, currency, amount)
+            .map_err(|e| ExchangeError::Rejected(Rejection::bad_request(e.to_string())))?;
+        self.save_wallet()?;
+        Ok(())
+    }
+
+    /// Returns a bot's reservations to the free pool.
+    pub fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        self.wallet.release_reservations(bot);
+        self.save_wallet()?;
+        Ok(())
+    }
+
+    fn owner(&self, cid: Option<ClientOid>) -> Option<BotId> {
+        cid.and_then(|c| self.owners.get::<BotId>(c.0.as_bytes()).ok().flatten())
+    }
+
+    fn view(&self, v: &Value) -> Result<OrderView, ExchangeError> {
+        let order =
+            wire::order_from_json(v).map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+        Ok(OrderView {
+            bot: self.owner(order.new.client_oid),
+            order,
+            reason: String::new(),
+        })
+    }
+
+    /// Places an order: checked against the product and the bot's
+    /// reservation first (the exchange's texts), then sent under its
+    /// `client_oid`, looked up rather than re-sent when the answer is lost.
+    pub async fn place(&mut self, req: &OrderRequest, bot: Option<BotId>) -> Reply<OrderView> {
+        let (product, new) = validate(&self.catalogue, req)?;
+        let product = product.clone();
+        let (currency, amount) = self.wallet.hold_needed(&product, &new, self.rates, bot);
+        let spendable = bot.map_or_else(
+            || self.wallet.free(currency),
+            |b| self.wallet.reserved(b, currency),
+        );
+        if amount > spendable {
+            return Err(Rejection::bad_request(INSUFFICIENT_FUNDS).into());
+        }
+        let currency = currency.to_owned();
+        let cid = req
+            .client_oid
+            .unwrap_or_else(|| ClientOid(uuid::Uuid::new_v4()));
+        if let Some(b) = bot {
+            self.owners.put(cid.0.as_bytes(), &b)?;
+        }
+        let mut body = serde_json::to_value(OrderRequest {
+            client_oid: Some(cid),
+            ..req.clone()
+        })
+        .map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+        if let Value::Object(m) = &mut body {
+            m.retain(|_, v| !v.is_null());
+        }
+        let priority = if req.order_type.as_deref() == Some("market") {
+            Priority::Protective
+        } else {
+            Priority::Normal
+        };
+        let answer = match self
+            .rest
+            .place_order(&body.to_string(), &cid.to_string(), priority)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return self.fail(e),
+        };
+        self.link = Link::Up;
+        let view = self.view(&answer)?;
+        let id = view.order.id;
+        // A hold the lookup path already took is kept, not taken twice.
+        if self.wallet.hold(id).is_none() {
+            let _ = self.wallet.place_hold(id, &currency, amount, bot);
+        }
+        self.known.insert(
+            id,
+            Known {
+                view: view.clone(),
+                trades: BTreeSet::new(),
+            },
+        );
+        self.persist(id)?;
+        Ok((
+            view.clone(),
+            vec![Update::Order {
+                view,
+                change: "received",
+            }],
+        ))
+    }
+
+    fn persist(&self, id: OrderId) -> Result<(), StoreError> {
+        match self.known.get(&id) {
+            Some(k) => self.record.put(&known_key(id), k)?,
+            None => self.record.remove(&known_key(id))?,
+        }
+        self.save_wallet()
+    }
+
+    fn path(target: Target) -> String {
+        match target {
+            Target::Id(id) => format!("/orders/{id}"),
+            Target::Client(c) => format!("/orders/client:{c}"),
+        }
+    }
+
+    /// Cancels an order (cancels go first in the rate limiter); an order
+    /// already done is returned as it ended.
+    pub async fn cancel(&mut self, target: Target) -> Reply<OrderView> {
+        let sent = self
+            .rest
+            .send(
+                Method::Delete,
+                &Self::path(target),
+                None,
+                Class::Private,
+                Priority::Protective,
+            )
+            .await;
+        match sent {
+            Ok(_) => {}
+            // Not open any more (§8.3): learn how it ended below.
+            Err(RestError::Rejected { message, .. } | RestError::NotFound { message })
+                if message.contains("already done")
+                    || message.contains(ORDER_NOT_FOUND)
+                    || message == "NotFound" => {}
+            Err(e) => return self.fail(e),
+        }
+        match self.refresh(target).await? {
+            Some(r) => Ok(r),
+            None => Err(Rejection::not_found(ORDER_NOT_FOUND).into()),
+        }
+    }
+
+    /// Looks an order up on Coinbase.
+    pub async fn order(&mut self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
+        match self
+            .rest
+            .get::<Value>(&Self::path(target), Class::Private)
+            .await
+        {
+            Ok(v) => Ok(Some(self.view(&v)?)),
+            Err(RestError::NotFound { .. }) => Ok(None),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The order as last reported, without asking Coinbase (for list views).
+    pub fn cached(&self, target: Target) -> Option<OrderView> {
+        self.known
+            .values()
+            .find(|k| match target {
+                Target::Id(id) => k.view.order.id == id,
+                Target::Client(c) => k.view.client_oid() == Some(c),
+            })
+            .map(|k| k.view.clone())
+    }
+
+    async fn fetch_fills(&mut self, order: OrderId) -> Result<Vec<Fill>, ExchangeError> {
+        let items = match self
+            .rest
+            .get_all(&format!("/fills?order_id={order}"), Class::Fills, MAX_FILLS)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return self.fail(e),
+        };
+        let mut fills = items
+            .iter()
+            .map(wire::fill_from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+        fills.sort_by_key(|f| f.trade_id);
+        Ok(fills)
+    }
+
+    fn fill_view(f: &Fill, client_oid: Option<ClientOid>, bot: Option<BotId>) -> FillView {
+        FillView {
+            trade_id: f.trade_id,
+            order_id: f.order_id,
+            client_oid,
+            bot,
+            product_id: f.product_id.clone(),
+            side: f.side,
+            price: f.price,
+            size: f.size,
+            fee: f.fee,
+            liquidity: f.liquidity,
+            time: f.time,
+        }
+    }
+
+    /// Settles a fill seen for the first time; `false` if it was seen before.
+    fn absorb(&mut self, f: &Fill, view: &OrderView) -> bool {
+        let k = self.known.entry(f.order_id).or_insert_with(|| Known {
+            view: view.clone(),
+            trades: BTreeSet::new(),
+        });
+        if !k.trades.insert(f.trade_id) {
+            return false;
+        }
+        if let Some(p) = self.catalogue.get(&f.product_id) {
+            let p = p.clone();
+            self.wallet
+                .settle_fill(f.order_id, &p, f.side, f.price, f.size, f.fee, view.bot);
+        }
+        true
+    }
+
+    /// Every fill of an order, oldest first. Each is settled in the wallet
+    /// the first time it is seen, whichever path saw it.
+    pub async fn fills_of(&mut self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
+        let fills = self.fetch_fills(order).await?;
+        let view = match self.known.get(&order) {
+            Some(k) => k.view.clone(),
+            None => match self.order(Target::Id(order)).await? {
+                Some(v) => v,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let out = fills
+            .iter()
+            .map(|f| Self::fill_view(f, view.client_oid(), view.bot))
+            .collect();
+        for f in &fills {
+            self.absorb(f, &view);
+        }
+        self.persist(order)?;
+        Ok(out)
+    }
+
+    /// Reads an order back and reports what changed since the last report:
+    /// new fills (oldest first), then a status change. `None` when Coinbase
+    /// does not know the order and neither does virc.
+    pub async fn refresh(
+        &mut self,
+        target: Target,
+    ) -> Result<Option<(OrderView, Vec<Update>)>, ExchangeError> {
+        let before = self.cached(target);
+        let view = match self.order(target).await? {
+            Some(v) => v,
+            // Purged: a cancel that never matched (§8.3).
+            None => match &before {
+                Some(b) => {
+                    let mut v = b.clone();
+                    v.order.status = OrderStatus::Done(DoneReason::Canceled(CancelReason::User));
+                    v
+                }
+                None => return Ok(None),
+            },
+        };
+        let id = view.order.id;
+        let mut updates = Vec::new();
+        // Fills are read when the order traded since the last report, and
+        // for an order seen for the first time (found after a restart).
+        let traded = before
+            .as_ref()
+            .is_none_or(|b| b.order.filled_size != view.order.filled_size);
+        if traded && !view.order.filled_size.is_zero() {
+            for f in self.fetch_fills(id).await? {
+                if self.absorb(&f, &view) {
+                    updates.push(Update::Fill(Self::fill_view(
+                        &f,
+                        view.client_oid(),
+                        view.bot,
+                    )));
+                }
+            }
+        }
+        let status_changed = before
+            .as_ref()
+            .is_none_or(|b| b.order.status != view.order.status);
+        if status_changed {
+            let change = match view.order.status {
+                OrderStatus::Open => "open",
+                OrderStatus::Done(_) => "done",
+                OrderStatus::Active => "activate",
+                OrderStatus::Rejected => "rejected",
+                OrderStatus::Pending => "received",
+            };
+            updates.push(Update::Order {
+                view: view.clone(),
+                change,
+            });
+        }
+        if view.order.status.is_terminal() {
+            if self.wallet.hold(id).is_some() {
+                let _ = self.wallet.release_hold(id);
+            }
+            self.known.remove(&id);
+        } else {
+            let trades = self
+                .known
+                .get(&id)
+                .map(|k| k.trades.clone())
+                .unwrap_or_default();
+            self.known.insert(
+                id,
+                Known {
+                    view: view.clone(),
+                    trades,
+                },
+            );
+        }
+        self.persist(id)?;
+        self.link = Link::Up;
+        Ok(Some((view, updates)))
+    }
+
+    /// Orders, newest first (`GET /orders?status=all`), at most `limit`.
+    pub async fn orders(
+        &mut self,
+        product: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OrderView>, ExchangeError> {
+        let path = match product {
+            Some(p) => format!("/orders?status=all&product_id={p}"),
+            None => "/orders?status=all".to_owned(),
+        };
+        let items = match self.rest.get_all(&path, Class::Private, limit).await {
+            Ok(i) => i,
+            Err(e) => return self.fail(e),
+        };
+        items.iter().map(|v| self.view(v)).collect()
+    }
+
+    /// Fills of a product, newest first, at most `limit`.
+    pub async fn fills(
+        &mut self,
+        product: &str,
+        limit: usize,
+    ) -> Result<Vec<FillView>, ExchangeError> {
+        let items = match self
+            .rest
+            .get_all(&format!("/fills?product_id={product}"), Class::Fills, limit)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return self.fail(e),
+        };
+        let mut out = Vec::new();
+        for v in &items {
+            let f =
+                wire::fill_from_json(v).map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+            let (cid, bot) = self
+                .known
+                .get(&f.order_id)
+                .map_or((None, None), |k| (k.view.client_oid(), k.view.bot));
+            out.push(Self::fill_view(&f, cid, bot));
+        }
+        Ok(out)
+    }
+
+    /// The connection's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Marks the venue unreachable (the feed lost its connection).
+    pub fn set_down(&mut self, why: String) {
+        self.link = Link::Down(why);
+    }
+
+    /// Whether `product` is traded here.
+    pub fn trades(&self, product: &str) -> Result<(), ExchangeError> {
+        self.catalogue
+            .get(product)
+            .map(|_| ())
+            .ok_or_else(|| Rejection::not_found(PRODUCT_NOT_FOUND).into())
+    }
+}
+
+impl Exchange for CoinbaseExchange {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn shares_store(&self) -> bool {
+        false
+    }
+
+    fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    fn rates(&self) -> FeeRates {
+        self.rates
+    }
+
+    fn wallet(&self) -> &Ledger {
+        &self.wallet
+    }
+
+    fn reserve(
+        &mut self,
+        bot: BotId,
+        currency: &str,
+        amount: Decimal,
+    ) -> Result<(), ExchangeError> {
+        CoinbaseExchange::reserve(self, bot, currency, amount)
+    }
+
+    fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
+        CoinbaseExchange::release(self, bot)
+    }
+
+    /// Coinbase stamps its own time; `now` is not sent.
+    async fn place(
+        &mut self,
+        req: &OrderRequest,
+        bot: Option<BotId>,
+        _now: i64,
+    ) -> Reply<OrderView> {
+        CoinbaseExchange::place(self, req, bot).await
+    }
+
+    async fn cancel(&mut self, target: Target, _now: i64) -> Reply<OrderView> {
+        CoinbaseExchange::cancel(self, target).await
+    }
+
+    async fn order(&mut self, target: Target) -> Result<Option<OrderView>, ExchangeError> {
+        CoinbaseExchange::order(self, target).await
+    }
+
+    fn cached_order(&self, target: Target) -> Option<OrderView> {
+        self.cached(target)
+    }
+
+    async fn fills_of(&mut self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
+        CoinbaseExchange::fills_of(self, order).await
+    }
+}

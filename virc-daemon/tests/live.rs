@@ -1,0 +1,245 @@
+//! The daemon trading through the live Coinbase connector, against the
+//! Coinbase emulator on loopback: a looping range bot completes cycles
+//! while the emulator loses order answers, drops and stalls the feeds and
+//! storms 429s; afterwards the emulator's own record shows one order per
+//! client id and the bot's profit is its fills minus their fees.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers in test files fail loudly, like the tests"
+)]
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::{Guard, ready, start_emulator};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde_json::Value;
+use tonic::transport::Channel;
+use virc_core::{ids::ClientOid, matcher::UserId};
+use virc_daemon::emulator::Emulator;
+use virc_proto::v1::{
+    self as pb, bot_spec::Kind, bots_client::BotsClient, system_client::SystemClient,
+};
+
+const USER: UserId = UserId(1);
+
+fn spawn(dir: &Path, em: &Emulator) -> Guard {
+    let config = format!(
+        r#"[daemon]
+data_dir = "{data}"
+socket = "{sock}"
+
+[events]
+fsync = false
+
+[market]
+source = "coinbase"
+feed_url = "{ws}"
+rest_url = "{rest}"
+products = ["BTC-USD"]
+stall = "2s"
+
+[exchanges]
+default = "live"
+
+[exchanges.live]
+kind = "coinbase"
+rest_url = "{rest}"
+ws_url = "{ws}"
+poll = "1s"
+"#,
+        data = dir.join("data").display(),
+        sock = dir.join("virc.sock").display(),
+        ws = em.ws_url,
+        rest = em.rest_url,
+    );
+    std::fs::write(dir.join("virc.toml"), config).unwrap();
+    let account = common::emulator_account();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
+        .arg("--config")
+        .arg(dir.join("virc.toml"))
+        .env_remove("VIRC_CONFIG")
+        .env("VIRC_COINBASE_KEY", &account.key)
+        .env("VIRC_COINBASE_SECRET", account.secret.expose())
+        .env("VIRC_COINBASE_PASSPHRASE", account.passphrase.expose())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    Guard(child)
+}
+
+async fn bot(ch: &Channel, name: &str) -> pb::Bot {
+    BotsClient::new(ch.clone())
+        .get(pb::GetBotRequest { bot: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until `check` holds for the bot, or fails with the daemon's log.
+async fn wait_bot(
+    ch: &Channel,
+    dir: &Path,
+    what: &str,
+    check: impl Fn(&pb::Bot) -> bool,
+) -> pb::Bot {
+    for _ in 0..300 {
+        let b = bot(ch, "swing").await;
+        if check(&b) {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    panic!(
+        "bot never reached: {what}\n{:#?}\n--- daemon log ---\n{log}",
+        bot(ch, "swing").await
+    );
+}
+
+/// The test account's orders on the emulator, every status.
+fn orders(em: &Emulator) -> Vec<Value> {
+    em.shared
+        .with_engine(|e| e.orders(USER, None, &["all".to_owned()], None, 1000))
+        .0
+}
+
+fn open_orders(em: &Emulator) -> usize {
+    orders(em).iter().filter(|o| o["status"] == "open").count()
+}
+
+async fn wait_open(em: &Emulator, n: usize) {
+    for _ in 0..200 {
+        if open_orders(em) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "expected {n} open orders on the emulator: {:#?}",
+        orders(em)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_bot_trades_through_the_live_connector_and_survives_every_fault() {
+    let em = start_emulator().await;
+    // A book to trade against: the bot's range sits inside it.
+    em.rest("BTC-USD", false, dec!(470.00), dec!(5)).unwrap();
+    em.rest("BTC-USD", true, dec!(430.00), dec!(5)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _daemon = spawn(dir.path(), &em);
+    let ch = ready(&dir.path().join("virc.sock")).await;
+
+    // The connection comes up (clock, products, fees, balances, user feed).
+    let mut up = false;
+    for _ in 0..200 {
+        let xs = SystemClient::new(ch.clone())
+            .exchanges(pb::ExchangesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .exchanges;
+        if xs
+            .iter()
+            .any(|x| x.name == "live" && x.kind == "live" && x.state == "up")
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the live connection never came up");
+
+    BotsClient::new(ch.clone())
+        .create(pb::CreateBotRequest {
+            spec: Some(pb::BotSpec {
+                name: "swing".into(),
+                exchange: "live".into(),
+                kind: Some(Kind::Range(pb::RangeSpec {
+                    product_id: "BTC-USD".into(),
+                    size: "0.1".into(),
+                    buy_price: "445.00".into(),
+                    sell_price: "455.00".into(),
+                    r#loop: true,
+                    begin_with_sell: false,
+                    force: false,
+                })),
+            }),
+            if_absent: false,
+        })
+        .await
+        .unwrap();
+    wait_open(&em, 1).await;
+
+    // Cycle 1. The buy fills; the answer to the sell's placement is lost.
+    em.faults().lose_next_posts(1);
+    em.take("BTC-USD", false, dec!(445.00), dec!(0.1)).unwrap();
+    wait_bot(&ch, dir.path(), "selling", |b| {
+        b.current_step.starts_with("sell")
+    })
+    .await;
+    wait_open(&em, 1).await;
+    // The feeds drop; the sell fills while the daemon reconnects.
+    em.faults().drop_connections();
+    em.take("BTC-USD", true, dec!(455.00), dec!(0.1)).unwrap();
+    wait_bot(&ch, dir.path(), "one cycle", |b| {
+        b.pnl.as_ref().unwrap().cycles == 1
+    })
+    .await;
+
+    // Cycle 2, through a storm of 429s and a stalled feed.
+    wait_open(&em, 1).await;
+    em.faults().fail_next(6, 429);
+    em.take("BTC-USD", false, dec!(445.00), dec!(0.1)).unwrap();
+    wait_bot(&ch, dir.path(), "selling again", |b| {
+        b.current_step.starts_with("sell")
+    })
+    .await;
+    wait_open(&em, 1).await;
+    em.faults().stall_for(Duration::from_secs(3));
+    em.take("BTC-USD", true, dec!(455.00), dec!(0.1)).unwrap();
+    let b = wait_bot(&ch, dir.path(), "two cycles", |b| {
+        b.pnl.as_ref().unwrap().cycles == 2
+    })
+    .await;
+
+    // The exchange's record: one order per client id, and the bot's
+    // profit is exactly its fills net of their fees.
+    let all = orders(&em);
+    for o in &all {
+        let cid = ClientOid::parse(o["client_oid"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            em.shared.with_engine(|e| e.count_client_oid(USER, cid)),
+            1,
+            "{o}"
+        );
+    }
+    let (fills, _) = em
+        .shared
+        .with_engine(|e| e.fills(USER, None, Some("BTC-USD"), None, 1000));
+    assert_eq!(fills.len(), 4, "{fills:#?}");
+    let d = |v: &Value, f: &str| v[f].as_str().unwrap().parse::<Decimal>().unwrap();
+    let net: Decimal = fills
+        .iter()
+        .map(|f| {
+            let value = d(f, "price") * d(f, "size");
+            let sign = if f["side"] == "sell" {
+                Decimal::ONE
+            } else {
+                -Decimal::ONE
+            };
+            sign * value - d(f, "fee")
+        })
+        .sum();
+    let pnl = b.pnl.unwrap();
+    assert_eq!(pnl.realized_profit.parse::<Decimal>().unwrap(), net);
+    assert_eq!(
+        net,
+        dec!(1.28),
+        "2 × (10 × 0.1 − 0.4 % of 44.5 and of 45.5)"
+    );
+}
