@@ -56,6 +56,12 @@ struct Args {
     /// signed GET /accounts), print what it found, and exit.
     #[arg(long, value_name = "NAME")]
     check_exchange: Option<String>,
+    /// Run a Coinbase Exchange emulator on loopback instead of the daemon
+    /// (REST on PORT, WebSocket on PORT+1, a seeded synthetic BTC-USD
+    /// market), and print the config and credentials that point a daemon
+    /// at it.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8081")]
+    emulate: Option<u16>,
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true)]
     man: bool,
@@ -112,6 +118,73 @@ fn check_exchange(args: &Args, name: &str) -> ExitCode {
     }
 }
 
+/// The emulator's made-up account (not a secret: it opens nothing but the emulator).
+const EMULATOR_KEY: &str = "emulator-key";
+const EMULATOR_SECRET: &str = "dmlyYyBlbXVsYXRvciBzZWNyZXQ=";
+const EMULATOR_PASSPHRASE: &str = "emulator";
+
+/// `--emulate [PORT]`: the Coinbase emulator until Ctrl-C.
+fn emulate(port: u16) -> ExitCode {
+    use rust_decimal::Decimal;
+    use virc_daemon::{config::Secret, emulator};
+    let Some(runtime) = async_runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    let ws_port = port.saturating_add(1);
+    let config = emulator::EmulatorConfig {
+        products_json: virc_daemon::market::DEMO_PRODUCTS.to_owned(),
+        rates: virc_core::ledger::FeeRates {
+            maker: Decimal::new(4, 3),
+            taker: Decimal::new(6, 3),
+        },
+        accounts: vec![emulator::Account {
+            user: virc_core::matcher::UserId(1),
+            profile_id: "emulator-profile".into(),
+            key: EMULATOR_KEY.into(),
+            secret: Secret::new(EMULATOR_SECRET),
+            passphrase: Secret::new(EMULATOR_PASSPHRASE),
+            funds: vec![
+                ("USD".into(), Decimal::from(100_000)),
+                ("BTC".into(), Decimal::from(10)),
+            ],
+        }],
+        limits: emulator::Limits::default(),
+        driver: Some(emulator::driver::DriverConfig {
+            seed: 1,
+            interval: std::time::Duration::from_millis(250),
+            start: [("BTC-USD".to_owned(), Decimal::from(450))].into(),
+            levels: 5,
+            size: Decimal::new(5, 1),
+            volatility: Decimal::new(5, 4),
+        }),
+        rest_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        ws_addr: SocketAddr::from(([127, 0, 0, 1], ws_port)),
+    };
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let clock = std::sync::Arc::new(virc_daemon::clock::SystemClock);
+        let em = match emulator::Emulator::start(config, clock, stop.clone()).await {
+            Ok(em) => em,
+            Err(e) => {
+                eprintln!("virc-daemon: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "Coinbase Exchange emulator: REST {rest}, WebSocket {ws} (BTC-USD, synthetic market, seed 1)\n\n\
+             # virc.toml\n[market]\nsource = \"coinbase\"\nfeed_url = \"{ws}\"\nrest_url = \"{rest}\"\nproducts = [\"BTC-USD\"]\n\n\
+             [exchanges]\ndefault = \"emulator\"\n\n[exchanges.emulator]\nkind = \"coinbase\"\nrest_url = \"{rest}\"\nws_url = \"{ws}\"\n\n\
+             # credentials.toml (chmod 600): the emulator's own made-up account\n\
+             [exchanges.emulator]\nkey = \"{EMULATOR_KEY}\"\nsecret = \"{EMULATOR_SECRET}\"\npassphrase = \"{EMULATOR_PASSPHRASE}\"\n",
+            rest = em.rest_url,
+            ws = em.ws_url,
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.man {
@@ -126,6 +199,9 @@ fn main() -> ExitCode {
     }
     if let Some(name) = &args.check_exchange {
         return check_exchange(&args, name);
+    }
+    if let Some(port) = args.emulate {
+        return emulate(port);
     }
     match load(&args) {
         Ok((config, credentials)) if args.check_config => {

@@ -243,3 +243,72 @@ async fn a_range_bot_trades_through_the_live_connector_and_survives_every_fault(
         "2 × (10 × 0.1 − 0.4 % of 44.5 and of 45.5)"
     );
 }
+
+/// `--check-exchange` against the emulator: a good key is reported with
+/// its balances and fees; each kind of bad credential gets Coinbase's text
+/// and what to fix; a skewed clock is measured and reported, not fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exchange_diagnoses_each_bad_credential() {
+    let em = start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("virc.toml"),
+        format!(
+            "[market]\nproducts = [\"BTC-USD\"]\n\n[exchanges.live]\nkind = \"coinbase\"\nrest_url = \"{}\"\nws_url = \"{}\"\n",
+            em.rest_url, em.ws_url
+        ),
+    )
+    .unwrap();
+    let good = common::emulator_account();
+    let check = |key: &str, secret: &str, passphrase: &str| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("virc-daemon"))
+            .arg("--config")
+            .arg(dir.path().join("virc.toml"))
+            .args(["--check-exchange", "live"])
+            .env_remove("VIRC_CONFIG")
+            .env("VIRC_COINBASE_KEY", key)
+            .env("VIRC_COINBASE_SECRET", secret)
+            .env("VIRC_COINBASE_PASSPHRASE", passphrase)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (secret, pass) = (good.secret.expose(), good.passphrase.expose());
+    let (ok, out, _) = tokio::task::block_in_place(|| check(&good.key, secret, pass));
+    assert!(ok, "{out}");
+    assert!(out.contains("USD 10000.00000000"), "{out}");
+    assert!(out.contains("maker 0.004 / taker 0.006"), "{out}");
+    for (key, secret, pass, says, hint) in [
+        ("nobody", secret, pass, "Invalid API Key", "check `key`"),
+        (
+            good.key.as_str(),
+            secret,
+            "wrong",
+            "Invalid Passphrase",
+            "check `passphrase`",
+        ),
+        (
+            good.key.as_str(),
+            "b3RoZXI=",
+            pass,
+            "invalid signature",
+            "`secret` is not this key's secret",
+        ),
+    ] {
+        let (ok, _, err) = tokio::task::block_in_place(|| check(key, secret, pass));
+        assert!(!ok);
+        assert!(err.contains(says) && err.contains(hint), "{err}");
+        assert!(
+            !err.contains(good.secret.expose()),
+            "the secret leaked: {err}"
+        );
+    }
+    em.faults().set_skew(90_000_000_000);
+    let (ok, out, err) = tokio::task::block_in_place(|| check(&good.key, secret, pass));
+    assert!(ok, "{err}");
+    assert!(out.contains("more than 5 s"), "{out}");
+}

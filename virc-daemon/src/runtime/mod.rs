@@ -1635,7 +1635,14 @@ impl Runtime {
     async fn fills(&mut self, req: &pb::FillsRequest) -> Result<Vec<pb::Fill>, ServiceError> {
         let name = self.venue_name(&req.exchange)?;
         let (limit, bot) = self.limit_and_bot(req.limit, &req.bot_id)?;
-        let product = (!req.product_id.is_empty()).then_some(req.product_id.as_str());
+        // A bot's fills are on its product (Coinbase lists fills per product).
+        let product = if req.product_id.is_empty() {
+            bot.and_then(|b| self.bots.get(&b))
+                .map(|r| r.machine.product_id().to_owned())
+        } else {
+            Some(req.product_id.clone())
+        };
+        let product = product.as_deref();
         let Some(v) = self.venues.get_mut(&name) else {
             return Err(ServiceError::NotFound(name));
         };

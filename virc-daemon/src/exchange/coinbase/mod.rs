@@ -77,10 +77,14 @@ pub async fn check(
             ""
         }
     ));
+    let diagnose = |path: &str, e: &http::error::RestError| match e.credential_hint() {
+        Some(hint) => format!("GET {url}{path}: Coinbase says \"{}\": {hint}", e.message()),
+        None => format!("GET {url}{path}: {e}"),
+    };
     let accounts: Vec<serde_json::Value> = rest
         .get("/accounts", Class::Private)
         .await
-        .map_err(|e| format!("GET {url}/accounts: {e}"))?;
+        .map_err(|e| diagnose("/accounts", &e))?;
     let held: Vec<String> = accounts
         .iter()
         .filter(|a| {
@@ -105,6 +109,16 @@ pub async fn check(
         } else {
             format!(" ({})", held.join(", "))
         }
+    ));
+    let fees: serde_json::Value = rest
+        .get("/fees", Class::Private)
+        .await
+        .map_err(|e| diagnose("/fees", &e))?;
+    out.push(format!(
+        "fees:      maker {} / taker {} (30-day USD volume {})",
+        fees["maker_fee_rate"].as_str().unwrap_or("?"),
+        fees["taker_fee_rate"].as_str().unwrap_or("?"),
+        fees["usd_volume"].as_str().unwrap_or("?"),
     ));
     Ok(out)
 }

@@ -330,6 +330,10 @@ impl CoinbaseExchange {
         self.link = Link::Up;
         let view = self.view(&answer)?;
         let id = view.order.id;
+        if let Some(b) = bot {
+            // Fills name the order, not its client id.
+            self.owners.put(id.0.as_bytes(), &b)?;
+        }
         // A hold the lookup path already took is kept, not taken twice.
         if self.wallet.hold(id).is_none() {
             let _ = self.wallet.place_hold(id, &currency, amount, bot);
@@ -604,10 +608,17 @@ impl CoinbaseExchange {
         for v in &items {
             let f =
                 wire::fill_from_json(v).map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
-            let (cid, bot) = self
-                .known
-                .get(&f.order_id)
-                .map_or((None, None), |k| (k.view.client_oid(), k.view.bot));
+            let (cid, bot) = self.known.get(&f.order_id).map_or_else(
+                || {
+                    let bot = self
+                        .owners
+                        .get::<BotId>(f.order_id.0.as_bytes())
+                        .ok()
+                        .flatten();
+                    (None, bot)
+                },
+                |k| (k.view.client_oid(), k.view.bot),
+            );
             out.push(Self::fill_view(&f, cid, bot));
         }
         Ok(out)

@@ -94,6 +94,25 @@ impl RestError {
         matches!(self, Self::Auth { message, .. } if message.contains("timestamp expired"))
     }
 
+    /// What to fix, when Coinbase refused the credentials (coinbase-exchange.md
+    /// §3.6; `invalid signature` comes as 400 or 401).
+    pub fn credential_hint(&self) -> Option<&'static str> {
+        let m = self.message().to_ascii_lowercase();
+        Some(if m.contains("invalid api key") {
+            "Coinbase does not know this API key: check `key` in the credentials file (production and sandbox keys differ, and so do the hosts in rest_url)"
+        } else if m.contains("invalid passphrase") {
+            "the passphrase is not the one set when this key was created: check `passphrase` in the credentials file"
+        } else if m.contains("invalid signature") {
+            "the signature does not match: `secret` is not this key's secret (it must be the base64 text Coinbase showed once, whole)"
+        } else if m.contains("timestamp expired") {
+            "the request's time was more than 30 s off Coinbase's even after measuring the skew: check the system clock (NTP)"
+        } else if matches!(self, Self::Auth { status: 403, .. }) {
+            "the key lacks a permission this call needs: give it `view` (and `trade` for bots) in Coinbase's API settings"
+        } else {
+            return None;
+        })
+    }
+
     /// The exchange's text, for a bot's failure reason ("Insufficient funds").
     pub fn message(&self) -> &str {
         match self {
