@@ -267,3 +267,109 @@ async fn the_daemon_trades_paper_on_a_live_feed() {
         serde_json::json!(["heartbeat", "matches", "level2_batch"])
     );
 }
+
+/// Against the Coinbase emulator, signed for `full` and `level2`: the
+/// emulator loses messages, the client sees the sequence jump, fetches the
+/// book again and back-fills the lost trades, so the tape stays contiguous
+/// and the book matches the exchange's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_channel_gap_resyncs_the_book_and_the_tape() {
+    use rust_decimal_macros::dec;
+    let em = common::start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stop = CancellationToken::new();
+    let (bus, events) = EventBus::new(
+        store.events(),
+        EventsConfig {
+            fsync: false,
+            ..EventsConfig::default()
+        },
+        Arc::new(SystemClock),
+        stop.clone(),
+    )
+    .unwrap();
+    tokio::spawn(bus.run(stop.clone()));
+    let (actor, market) = MarketActor::new(
+        Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
+        events.clone(),
+        Duration::from_millis(50),
+    );
+    tokio::spawn(actor.run(stop.clone()));
+    let signer = virc_daemon::exchange::coinbase::http::signer::Signer::new(
+        &common::emulator_account().credentials(),
+    )
+    .unwrap();
+    let rest = RestClient::new(
+        &em.rest_url,
+        Some(signer),
+        RateLimits::default(),
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let stats = Arc::new(FeedStats::default());
+    let config = FeedConfig {
+        url: em.ws_url.clone(),
+        products: vec!["BTC-USD".into()],
+        channels: vec!["full".into(), "level2".into(), "heartbeat".into()],
+        stall: Duration::from_secs(5),
+        max_backoff: Duration::from_secs(2),
+        rest: Some(rest),
+        events: Some(events),
+    };
+    tokio::spawn(run(config, market.clone(), stats.clone(), stop.clone()));
+    for _ in 0..200 {
+        if stats.frames.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    em.rest("BTC-USD", false, dec!(451.00), dec!(3)).unwrap();
+    em.rest("BTC-USD", true, dec!(449.00), dec!(3)).unwrap();
+    em.take("BTC-USD", true, dec!(451.00), dec!(0.5)).unwrap(); // trade 1
+    // Lost: the next received, match (trade 2) and done.
+    em.faults().skip_next("BTC-USD", 4);
+    em.take("BTC-USD", true, dec!(451.00), dec!(0.5)).unwrap(); // trade 2
+    em.take("BTC-USD", false, dec!(449.00), dec!(0.25)).unwrap(); // trade 3
+    em.rest("BTC-USD", false, dec!(452.00), dec!(1)).unwrap();
+    let mut last = 0;
+    for _ in 0..300 {
+        let t = market.ticker(vec!["BTC-USD".into()]).await;
+        last = t.first().map_or(0, |t| t.trade_id);
+        if last == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last, 3);
+    assert!(
+        stats.resyncs.load(Ordering::Relaxed) >= 1,
+        "the gap was seen"
+    );
+    assert_eq!(
+        stats.backfilled.load(Ordering::Relaxed),
+        1,
+        "trade 2 came back from REST"
+    );
+    // The book agrees with the exchange's once the last update is in.
+    let mut same = false;
+    for _ in 0..200 {
+        let book = market.book("BTC-USD".into(), 10).await.unwrap();
+        let d = |t: &str| t.parse::<rust_decimal::Decimal>().unwrap();
+        let ours: Vec<_> = book
+            .asks
+            .iter()
+            .map(|l| (d(&l.price), d(&l.size)))
+            .collect();
+        if ours == [(dec!(451.00), dec!(2)), (dec!(452.00), dec!(1))]
+            && book.bids.first().map(|l| (d(&l.price), d(&l.size))) == Some((dec!(449), dec!(2.75)))
+        {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(same, "{:?}", market.book("BTC-USD".into(), 10).await);
+    stop.cancel();
+}

@@ -154,6 +154,16 @@ impl Engine {
         })
     }
 
+    /// A price as the exchange writes it: to the product's tick
+    /// (`"451.00"` for a 0.01 tick), whatever the scale it was sent with.
+    fn px(&self, product: &str, p: impl std::borrow::Borrow<Price>) -> String {
+        let scale = self
+            .catalogue
+            .get(product)
+            .map_or(8, |p| p.quote_increment.normalize().scale());
+        format!("{:.*}", scale as usize, p.borrow().get())
+    }
+
     /// The products traded.
     pub fn catalogue(&self) -> &Catalogue {
         &self.catalogue
@@ -450,7 +460,7 @@ impl Engine {
         let side = |s| {
             m.depth(s, depth)
                 .into_iter()
-                .map(|(p, q)| json!([p.to_string(), format_8dp(q.get()), 1]))
+                .map(|(p, q)| json!([self.px(id, p), format_8dp(q.get()), 1]))
                 .collect::<Vec<_>>()
         };
         Some(json!({
@@ -470,11 +480,11 @@ impl Engine {
         let last = s.trades.back();
         Some(json!({
             "trade_id": last.map(|t| t.trade_id),
-            "price": last.map(|t| t.price.to_string()),
+            "price": last.map(|t| self.px(id, t.price)),
             "size": last.map(|t| format_8dp(t.size.get())),
             "time": last.map(|t| format_rfc3339_micros(t.time)),
-            "bid": m.best_bid().map(|p| p.to_string()),
-            "ask": m.best_ask().map(|p| p.to_string()),
+            "bid": m.best_bid().map(|p| self.px(id, p)),
+            "ask": m.best_ask().map(|p| self.px(id, p)),
             "volume": format_8dp(s.volume_24h),
         }))
     }
@@ -500,7 +510,7 @@ impl Engine {
                 .map(|t| {
                     json!({
                         "trade_id": t.trade_id,
-                        "price": t.price.to_string(),
+                        "price": self.px(id, t.price),
                         "size": format_8dp(t.size.get()),
                         "time": format_rfc3339_micros(t.time),
                         "side": side_text(t.maker_side),
@@ -536,7 +546,7 @@ impl Engine {
             "time": format_rfc3339_micros(t.time),
             "product_id": id,
             "size": format_8dp(t.size.get()),
-            "price": t.price.to_string(),
+            "price": self.px(id, t.price),
             "side": side_text(t.maker_side),
         }))
     }
@@ -547,7 +557,7 @@ impl Engine {
         let side = |s| {
             m.depth(s, usize::MAX)
                 .into_iter()
-                .map(|(p, q)| json!([p.to_string(), format_8dp(q.get())]))
+                .map(|(p, q)| json!([self.px(id, p), format_8dp(q.get())]))
                 .collect::<Vec<_>>()
         };
         Some(json!({
@@ -634,7 +644,7 @@ impl Engine {
                 match order {
                     OrderKind::Limit { price, size, .. } => {
                         m.insert("order_type".into(), json!("limit"));
-                        m.insert("price".into(), json!(price.to_string()));
+                        m.insert("price".into(), json!(self.px(product, price)));
                         m.insert("size".into(), json!(format_8dp(size.get())));
                     }
                     OrderKind::Market(a) => {
@@ -658,7 +668,7 @@ impl Engine {
             } => {
                 m.insert("type".into(), json!("open"));
                 m.insert("side".into(), json!(side_text(*side)));
-                m.insert("price".into(), json!(price.to_string()));
+                m.insert("price".into(), json!(self.px(product, price)));
                 m.insert(
                     "remaining_size".into(),
                     json!(format_8dp(remaining_size.get())),
@@ -683,7 +693,7 @@ impl Engine {
                 m.insert("maker_order_id".into(), json!(maker_order_id.to_string()));
                 m.insert("taker_order_id".into(), json!(taker_order_id.to_string()));
                 m.insert("side".into(), json!(side_text(*side)));
-                m.insert("price".into(), json!(price.to_string()));
+                m.insert("price".into(), json!(self.px(product, price)));
                 m.insert("size".into(), json!(format_8dp(size.get())));
                 users.push(*maker_user);
                 private_extra.insert("maker_fee_rate".into(), json!(self.rates.maker.to_string()));
@@ -759,7 +769,7 @@ impl Engine {
                 m.insert("type".into(), json!("change"));
                 m.insert("reason".into(), json!("STP"));
                 m.insert("side".into(), json!(side_text(*side)));
-                m.insert("price".into(), json!(price.map(|p| p.to_string())));
+                m.insert("price".into(), json!(price.map(|p| self.px(product, p))));
                 m.insert("old_size".into(), json!(format_8dp(old_size.get())));
                 m.insert("new_size".into(), json!(format_8dp(new_size.get())));
                 if let Some(p) = price {
@@ -776,7 +786,7 @@ impl Engine {
                 m.insert("type".into(), json!("done"));
                 m.insert("side".into(), json!(side_text(*side)));
                 if let (Some(p), Some(r)) = (price, remaining_size) {
-                    m.insert("price".into(), json!(p.to_string()));
+                    m.insert("price".into(), json!(self.px(product, p)));
                     m.insert("remaining_size".into(), json!(format_8dp(r.get())));
                     touched.push((*side, *p));
                 }
@@ -821,8 +831,8 @@ impl Engine {
                 );
                 m.insert("stop_type".into(), json!(stop_text(*stop)));
                 m.insert("side".into(), json!(side_text(*side)));
-                m.insert("stop_price".into(), json!(stop_price.to_string()));
-                m.insert("price".into(), json!(price.to_string()));
+                m.insert("stop_price".into(), json!(self.px(product, stop_price)));
+                m.insert("price".into(), json!(self.px(product, price)));
                 m.insert("size".into(), json!(format_8dp(size.get())));
                 m.insert("private".into(), json!(true));
                 self.lifecycle(e.order_id, &OrderEvent::Activated, e.time);
@@ -869,13 +879,13 @@ impl Engine {
             "type": "ticker",
             "sequence": e.sequence,
             "product_id": product,
-            "price": price.to_string(),
-            "open_24h": open.to_string(),
+            "price": self.px(product, price),
+            "open_24h": self.px(product, open),
             "volume_24h": format_8dp(st.volume_24h),
-            "low_24h": low.to_string(),
-            "high_24h": high.to_string(),
-            "best_bid": bid.map(|p| p.to_string()),
-            "best_ask": ask.map(|p| p.to_string()),
+            "low_24h": self.px(product, low),
+            "high_24h": self.px(product, high),
+            "best_bid": bid.map(|p| self.px(product, p)),
+            "best_ask": ask.map(|p| self.px(product, p)),
             "side": side_text(side.opposite()),
             "time": format_rfc3339_micros(e.time),
             "trade_id": trade_id,
@@ -905,7 +915,7 @@ impl Engine {
             .map(|(side, price)| {
                 json!([
                     side_text(*side),
-                    price.to_string(),
+                    self.px(product, price),
                     format_8dp(m.level_size(*side, *price).get())
                 ])
             })

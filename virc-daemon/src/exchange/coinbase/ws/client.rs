@@ -38,6 +38,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use virc_core::{
+    book::L2Book,
     market::Trade,
     money::{Price, Size},
     order::Side,
@@ -95,6 +96,8 @@ pub struct FeedStats {
     pub connections: AtomicU64,
     /// Missed trades fetched from REST and fed in order.
     pub backfilled: AtomicU64,
+    /// `full`-channel sequence gaps, each followed by a fresh book.
+    pub resyncs: AtomicU64,
 }
 
 /// Why a session ended.
@@ -103,14 +106,30 @@ enum End {
     Lost(String),
 }
 
-/// The subscribe message.
+/// Channels Coinbase serves only to a signed subscribe.
+const AUTH_CHANNELS: [&str; 4] = ["full", "level2", "level3", "user"];
+
+/// The subscribe message, signed (coinbase-exchange.md §3.7) when a channel
+/// needs it and the REST client has credentials.
 fn subscribe(config: &FeedConfig) -> String {
-    serde_json::json!({
+    let mut sub = serde_json::json!({
         "type": "subscribe",
         "product_ids": config.products,
         "channels": config.channels,
-    })
-    .to_string()
+    });
+    let needs_auth = config
+        .channels
+        .iter()
+        .any(|c| AUTH_CHANNELS.contains(&c.as_str()));
+    if needs_auth
+        && let Some(fields) = config.rest.as_ref().and_then(RestClient::ws_auth)
+        && let Some(m) = sub.as_object_mut()
+    {
+        for (k, v) in fields {
+            m.insert(k.into(), serde_json::Value::String(v));
+        }
+    }
+    sub.to_string()
 }
 
 /// The pause before reconnect attempt `attempt`: `backoff` plus up to a
@@ -181,6 +200,8 @@ where
         return End::Lost(format!("cannot subscribe: {e}"));
     }
     let mut unknown: BTreeSet<String> = BTreeSet::new();
+    // Per connection: a new subscription starts a new count.
+    let mut sequences: HashMap<String, u64> = HashMap::new();
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => {
@@ -211,7 +232,26 @@ where
             _ => continue,
         };
         stats.frames.fetch_add(1, Ordering::Relaxed);
-        match parse(text.as_str()) {
+        let parsed = parse(text.as_str());
+        // `full` messages are numbered per product without a hole: a late
+        // or repeated one is dropped, a jump means lost messages and the
+        // book is fetched again (the lost trades come back by trade id).
+        if let Ok(m) = &parsed
+            && let Some((product, seq)) = m.full_sequence()
+        {
+            match sequences.get(product).copied() {
+                Some(l) if seq <= l => continue,
+                Some(l) if seq > l + 1 => {
+                    let product = product.to_owned();
+                    sequences.insert(product.clone(), seq);
+                    resync(config, market, stats, &product, "full", l + 1, seq).await;
+                }
+                _ => {
+                    sequences.insert(product.to_owned(), seq);
+                }
+            }
+        }
+        match parsed {
             Ok(WsMessage::Error { message, reason }) => {
                 tracing::warn!(%message, %reason, "The market feed answered with an error");
             }
@@ -258,6 +298,75 @@ where
             }
         }
     }
+}
+
+/// A `full`-channel gap: the book is fetched again from REST (level 2), and
+/// a `feed_gap` event names the sequence numbers lost.
+async fn resync(
+    config: &FeedConfig,
+    market: &MarketHandle,
+    stats: &FeedStats,
+    product: &str,
+    channel: &str,
+    expected: u64,
+    received: u64,
+) {
+    stats.resyncs.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        product,
+        expected,
+        received,
+        "Feed sequence gap; fetching the book again"
+    );
+    if let Some(rest) = &config.rest {
+        match rest
+            .get::<serde_json::Value>(&format!("/products/{product}/book?level=2"), Class::Public)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|v| rest_book(&v))
+        {
+            Ok(book) => market.feed(Input::Snapshot(product.to_owned(), book)).await,
+            Err(e) => {
+                tracing::warn!(product, error = %e, "Cannot fetch the book after a gap; the next snapshot will fix it")
+            }
+        }
+    }
+    if let Some(events) = &config.events {
+        events
+            .emit(Draft {
+                bot_id: String::new(),
+                product_id: product.to_owned(),
+                payload: Payload::FeedGap(pb::FeedGap {
+                    exchange: String::new(),
+                    channel: channel.into(),
+                    expected,
+                    received,
+                }),
+            })
+            .await;
+    }
+}
+
+/// A `GET /products/{id}/book?level=2` body as a level-2 book.
+fn rest_book(v: &serde_json::Value) -> Result<L2Book, String> {
+    let side = |k: &str| -> Result<Vec<(Price, Size)>, String> {
+        v[k].as_array()
+            .ok_or_else(|| format!("book without `{k}`"))?
+            .iter()
+            .map(|l| {
+                let f = |i: usize| {
+                    l.get(i)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                };
+                Ok((
+                    Price::parse(f(0)).map_err(|e| e.to_string())?,
+                    Size::parse(f(1)).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect()
+    };
+    Ok(L2Book::from_snapshot(side("bids")?, side("asks")?))
 }
 
 /// Fetches the trades of `product` strictly between `after` and `before`

@@ -407,6 +407,27 @@ fn levels(name: &'static str, v: Option<Vec<[&str; 2]>>) -> Result<Vec<(Price, S
         .collect()
 }
 
+impl WsMessage {
+    /// The product and sequence number of a `full`-channel message
+    /// (`received`, `open`, `done`, `change`, `match`), where sequences are
+    /// contiguous per product and a jump means lost messages.
+    pub fn full_sequence(&self) -> Option<(&str, u64)> {
+        let (product, seq) = match self {
+            Self::Received(m) => (&m.product_id, m.sequence),
+            Self::Open {
+                product_id,
+                sequence,
+                ..
+            } => (product_id, *sequence),
+            Self::Done(m) => (&m.product_id, m.sequence),
+            Self::Change(m) => (&m.product_id, m.sequence),
+            Self::Match(m) => (&m.product_id, m.sequence),
+            _ => return None,
+        };
+        Some((product.as_str(), seq?))
+    }
+}
+
 /// Parses one feed frame.
 pub fn parse(text: &str) -> Result<WsMessage, ParseError> {
     let kind = serde_json::from_str::<Raw<'_>>(text)?.kind;
