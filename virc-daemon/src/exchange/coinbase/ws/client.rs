@@ -327,7 +327,7 @@ async fn resync(
         {
             Ok(book) => market.feed(Input::Snapshot(product.to_owned(), book)).await,
             Err(e) => {
-                tracing::warn!(product, error = %e, "Cannot fetch the book after a gap; the next snapshot will fix it")
+                tracing::warn!(product, error = %e, "Cannot fetch the book after a gap; the next snapshot will fix it");
             }
         }
     }
