@@ -15,6 +15,14 @@
 //! level-2 snapshot, which replaces the book, so the book resyncs by
 //! itself.
 //!
+//! # Sequence gaps
+//! Channels that need auth (`full`, `level2`) are subscribed with a signed
+//! subscribe when the REST client has credentials. On `full`, sequence
+//! numbers are contiguous per product: a late or repeated message is
+//! dropped, and a jump (lost messages) fetches the level-2 book from
+//! `GET /products/{id}/book?level=2` as the new book and emits a
+//! `feed_gap` event; the trades lost with it come back as below.
+//!
 //! # Missed trades
 //! Trade ids are contiguous per product. When a match arrives more than one
 //! id after the last one seen, or a heartbeat names a last trade id the feed
