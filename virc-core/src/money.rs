@@ -80,6 +80,24 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
     if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
         return Err(bad("expected digits after the decimal point"));
     }
+    // The digits are checked: up to 28 of them always fit Decimal's 96-bit
+    // mantissa, so the value is built directly (this is on the feed's hot
+    // path); longer texts and negative zero go through rust_decimal.
+    let frac = frac.unwrap_or("");
+    let negative = body.len() != text.len();
+    if int.len() + frac.len() <= 28 {
+        let mantissa = int
+            .bytes()
+            .chain(frac.bytes())
+            .fold(0_i128, |m, b| m * 10 + i128::from(b - b'0'));
+        if !(negative && mantissa == 0)
+            && let Ok(scale) = u32::try_from(frac.len())
+            && let Ok(d) =
+                Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale)
+        {
+            return Ok(d);
+        }
+    }
     Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
 }
 
@@ -371,6 +389,24 @@ mod property_tests {
         fn prop_display_parse_round_trips(units in 1i64..i64::MAX, scale in 0u32..12) {
             let p = Price::new(Decimal::new(units, scale)).unwrap();
             prop_assert_eq!(Price::parse(&p.to_string()).unwrap(), p);
+        }
+
+        #[test]
+        fn prop_the_direct_decimal_build_is_rust_decimals_parse(
+            neg in any::<bool>(), int in "(0|[1-9][0-9]{0,20})", frac in proptest::option::of("[0-9]{1,20}")
+        ) {
+            let text = format!("{}{int}{}", if neg { "-" } else { "" }, frac.map(|f| format!(".{f}")).unwrap_or_default());
+            let ours = parse_decimal("x", &text);
+            let theirs = Decimal::from_str_exact(&text);
+            match (ours, theirs) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(a.scale(), b.scale());
+                    prop_assert_eq!(a.to_string(), b.to_string());
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{text}: {a:?} vs {b:?}"),
+            }
         }
 
         #[test]

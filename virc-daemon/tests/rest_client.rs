@@ -114,6 +114,11 @@ fn route(
             reply(429, r#"{"message":"Private rate limit exceeded"}"#, "")
         }
         ("GET", "/accounts") => reply(200, r#"[{"currency":"USD","balance":"10"}]"#, ""),
+        ("GET", "/fees") => reply(
+            200,
+            r#"{"maker_fee_rate":"0.004","taker_fee_rate":"0.006","usd_volume":"0"}"#,
+            "",
+        ),
         ("GET", "/fills?product_id=BTC-USD") => {
             reply(200, r#"[{"trade_id":3},{"trade_id":2}]"#, "cb-after: 2\r\n")
         }

@@ -16,6 +16,8 @@ use virc_core::{
     time::parse_rfc3339,
 };
 
+mod scan;
+
 /// Coinbase's "no time" value, seen on some `l2update` frames.
 const ZERO_TIME: &str = "0001-01-01T00:00:00.000000Z";
 
@@ -260,7 +262,7 @@ struct Raw<'a> {
     kind: &'a str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 struct RawFields<'a> {
     #[serde(borrow, default)]
@@ -430,8 +432,23 @@ impl WsMessage {
 
 /// Parses one feed frame.
 pub fn parse(text: &str) -> Result<WsMessage, ParseError> {
+    // The common frames take the one-pass scanner; anything it does not
+    // take (escapes, nesting, odd types, bad JSON) goes through serde,
+    // which gives the same result or the precise error.
+    match scan::fields(text) {
+        Some((kind, r)) => build(kind, r),
+        None => parse_serde(text),
+    }
+}
+
+/// [`parse`] through serde alone (the scanner's reference).
+fn parse_serde(text: &str) -> Result<WsMessage, ParseError> {
     let kind = serde_json::from_str::<Raw<'_>>(text)?.kind;
-    let r: RawFields<'_> = serde_json::from_str(text)?;
+    build(kind, serde_json::from_str::<RawFields<'_>>(text)?)
+}
+
+/// The message of type `kind` from its fields.
+fn build(kind: &str, r: RawFields<'_>) -> Result<WsMessage, ParseError> {
     let product = || field("product_id", r.product_id).map(str::to_owned);
     Ok(match kind {
         "subscriptions" => WsMessage::Subscriptions(

@@ -1,0 +1,358 @@
+//! A one-pass scanner for the frames that make up nearly all of a feed
+//! (`l2update`, `match`, `ticker`, `heartbeat`, the `full` messages): one
+//! flat JSON object of strings, integers, `null`s and arrays of strings.
+//! It fills the same [`RawFields`] serde would, borrowing every string from
+//! the frame, and gives up (`None`) on anything else: an escape in a
+//! string, a nested object, a number that is not a plain `u64` where one
+//! is expected, a repeated key, trailing bytes. The caller then parses the
+//! frame with serde, which yields the same fields or the precise error, so
+//! the scanner changes how fast a frame is read, never what it means.
+
+use super::RawFields;
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        self.skip_ws();
+        (self.peek()? == b).then(|| self.at += 1)
+    }
+
+    /// A string without escapes, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let rest = self.text.as_bytes().get(self.at..)?;
+        let len = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let s = self.text.get(self.at..self.at + len)?;
+        self.at += len + 1;
+        Some(s)
+    }
+
+    /// A plain non-negative integer.
+    fn u64(&mut self) -> Option<u64> {
+        self.skip_ws();
+        let start = self.at;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.at += 1;
+        }
+        let digits = self.text.get(start..self.at)?;
+        // A fraction or an exponent is not an integer: let serde say so.
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || digits.is_empty() {
+            return None;
+        }
+        // JSON has no leading zeros.
+        if digits.len() > 1 && digits.starts_with('0') {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    fn null(&mut self) -> bool {
+        self.skip_ws();
+        if self.text.get(self.at..self.at + 4) == Some("null") {
+            self.at += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `Option<&str>`: a string or `null`.
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// `Option<u64>`: an integer or `null`.
+    fn opt_u64(&mut self) -> Option<Option<u64>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.u64().map(Some)
+    }
+
+    /// `Option<Vec<[&str; N]>>`: an array of arrays of exactly N strings, or `null`.
+    fn opt_rows<const N: usize>(&mut self) -> Option<Option<Vec<[&'a str; N]>>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.eat(b'[')?;
+        let mut rows = Vec::new();
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(Some(rows));
+        }
+        loop {
+            self.eat(b'[')?;
+            let mut row = [""; N];
+            for (i, cell) in row.iter_mut().enumerate() {
+                if i > 0 {
+                    self.eat(b',')?;
+                }
+                *cell = self.string()?;
+            }
+            self.eat(b']')?;
+            rows.push(row);
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(Some(rows));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips a value of a field we do not read: a string, number, literal,
+    /// or an array of those; a nested object gives up.
+    fn skip_value(&mut self) -> Option<()> {
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'[' => {
+                self.at += 1;
+                loop {
+                    self.skip_ws();
+                    match self.peek()? {
+                        b']' => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        b',' => self.at += 1,
+                        _ => self.skip_value()?,
+                    }
+                }
+            }
+            b'{' => None,
+            _ => {
+                let start = self.at;
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.'))
+                {
+                    self.at += 1;
+                }
+                let token = self.text.get(start..self.at)?;
+                let number = token
+                    .bytes()
+                    .next()
+                    .is_some_and(|c| c == b'-' || c.is_ascii_digit())
+                    && token.parse::<f64>().is_ok();
+                (number || matches!(token, "true" | "false" | "null")).then_some(())
+            }
+        }
+    }
+}
+
+/// Sets `slot` once; a repeated key gives up (serde reports it).
+fn once<T>(slot: &mut Option<T>, v: Option<T>, seen: &mut bool) -> Option<()> {
+    if *seen {
+        return None;
+    }
+    *seen = true;
+    *slot = v;
+    Some(())
+}
+
+/// The frame's `type` and fields, or `None` to leave the frame to serde.
+pub(super) fn fields(text: &str) -> Option<(&str, RawFields<'_>)> {
+    let mut c = Cursor { text, at: 0 };
+    let mut r = RawFields::default();
+    let mut kind = None;
+    // Which known keys were seen, to refuse repeats as serde does.
+    let mut seen = [false; 32];
+    c.eat(b'{')?;
+    c.skip_ws();
+    if c.peek()? == b'}' {
+        return None;
+    }
+    loop {
+        let key = c.string()?;
+        c.eat(b':')?;
+        macro_rules! set {
+            ($i:expr, $slot:expr, $read:expr) => {
+                once(&mut $slot, $read?, &mut seen[$i])?
+            };
+        }
+        match key {
+            "type" => {
+                if kind.is_some() {
+                    return None;
+                }
+                kind = Some(c.string()?);
+            }
+            "product_id" => set!(0, r.product_id, c.opt_str()),
+            "sequence" => set!(1, r.sequence, c.opt_u64()),
+            "trade_id" => set!(2, r.trade_id, c.opt_u64()),
+            "last_trade_id" => set!(3, r.last_trade_id, c.opt_u64()),
+            "time" => set!(4, r.time, c.opt_str()),
+            "side" => set!(5, r.side, c.opt_str()),
+            "price" => set!(6, r.price, c.opt_str()),
+            "size" => set!(7, r.size, c.opt_str()),
+            "funds" => set!(8, r.funds, c.opt_str()),
+            "order_id" => set!(9, r.order_id, c.opt_str()),
+            "client_oid" => set!(10, r.client_oid, c.opt_str()),
+            "order_type" => set!(11, r.order_type, c.opt_str()),
+            "maker_order_id" => set!(12, r.maker_order_id, c.opt_str()),
+            "taker_order_id" => set!(13, r.taker_order_id, c.opt_str()),
+            "remaining_size" => set!(14, r.remaining_size, c.opt_str()),
+            "reason" => set!(15, r.reason, c.opt_str()),
+            "cancel_reason" => set!(16, r.cancel_reason, c.opt_str()),
+            "old_size" => set!(17, r.old_size, c.opt_str()),
+            "new_size" => set!(18, r.new_size, c.opt_str()),
+            "best_bid" => set!(19, r.best_bid, c.opt_str()),
+            "best_ask" => set!(20, r.best_ask, c.opt_str()),
+            "open_24h" => set!(21, r.open_24h, c.opt_str()),
+            "volume_24h" => set!(22, r.volume_24h, c.opt_str()),
+            "stop_type" => set!(23, r.stop_type, c.opt_str()),
+            "stop_price" => set!(24, r.stop_price, c.opt_str()),
+            "message" => set!(25, r.message, c.opt_str()),
+            "changes" => set!(26, r.changes, c.opt_rows::<3>()),
+            "bids" => set!(27, r.bids, c.opt_rows::<2>()),
+            "asks" => set!(28, r.asks, c.opt_rows::<2>()),
+            // Nested or rare: serde's job.
+            "channels" | "products" | "currencies" => return None,
+            _ => c.skip_value()?,
+        }
+        c.skip_ws();
+        match c.peek()? {
+            b',' => {
+                c.at += 1;
+                c.skip_ws();
+            }
+            b'}' => {
+                c.at += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    c.skip_ws();
+    if c.at != text.len() {
+        return None;
+    }
+    Some((kind?, r))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use std::path::Path;
+
+    use super::super::{parse, parse_serde};
+
+    /// Every frame of every recorded fixture, one per line (JSON files whole).
+    fn frames() -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut out = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if name.ends_with(".jsonl") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    out.extend(
+                        text.lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(str::to_owned),
+                    );
+                } else if name.ends_with(".json") && !name.starts_with("signature") {
+                    out.push(std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// The same answer both ways: the same message, or an error from both.
+    fn agree(text: &str) {
+        match (parse(text), parse_serde(text)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("scanner {a:?} vs serde {b:?} on {text}"),
+        }
+    }
+
+    #[test]
+    fn the_scanner_reads_every_recorded_frame_as_serde_does() {
+        let frames = frames();
+        assert!(frames.len() > 9_900, "{}", frames.len());
+        let mut scanned = 0;
+        for f in &frames {
+            agree(f);
+            scanned += usize::from(super::fields(f).is_some());
+        }
+        // It is the fast path for nearly all of them.
+        assert!(
+            scanned * 100 > frames.len() * 95,
+            "{scanned} of {}",
+            frames.len()
+        );
+    }
+
+    #[test]
+    fn damaged_frames_get_the_same_answer_both_ways() {
+        let frames = frames();
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for f in frames.iter().step_by(7) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let cut = usize::try_from(seed % (f.len() as u64 + 1)).unwrap();
+            let cut = (0..=cut)
+                .rev()
+                .find(|&i| f.is_char_boundary(i))
+                .unwrap_or(0);
+            agree(&f[..cut]);
+            for (from, to) in [
+                ("\"sequence\":", "\"sequence\":-"),
+                ("\"price\":\"", "\"price\":\"\\u0031"),
+                ("\"trade_id\":", "\"trade_id\":1.5,\"x\":"),
+                ("{", "{\"side\":\"buy\","),
+                ("\"size\":\"", "\"size\":\"1e3"),
+                ("}", "} x"),
+                ("\"changes\":[", "\"changes\":[[\"buy\",\"1\"],"),
+                ("\"time\":", "\"time\":{},\"t\":"),
+            ] {
+                agree(&f.replacen(from, to, 1));
+            }
+        }
+        for odd in [
+            "",
+            "{}",
+            "[]",
+            "null",
+            "{\"type\":1}",
+            "{\"type\":\"match\"",
+            "{\"type\":\"heartbeat\",\"sequence\":01}",
+        ] {
+            agree(odd);
+        }
+    }
+}
