@@ -92,8 +92,10 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
             .fold(0_i128, |m, b| m * 10 + i128::from(b - b'0'));
         if !(negative && mantissa == 0)
             && let Ok(scale) = u32::try_from(frac.len())
-            && let Ok(d) =
-                Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale)
+            && let Ok(d) = Decimal::try_from_i128_with_scale(
+                if negative { -mantissa } else { mantissa },
+                scale,
+            )
         {
             return Ok(d);
         }

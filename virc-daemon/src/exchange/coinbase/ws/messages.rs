@@ -319,6 +319,10 @@ struct RawFields<'a> {
     message: Option<&'a str>,
     #[serde(default)]
     changes: Option<Vec<[&'a str; 3]>>,
+    /// The scanner's `changes`, already typed (it leaves any it cannot
+    /// type to serde, whose conversion below names the error).
+    #[serde(skip)]
+    typed_changes: Option<Vec<L2Change>>,
     #[serde(default)]
     bids: Option<Vec<[&'a str; 2]>>,
     #[serde(default)]
@@ -435,8 +439,9 @@ pub fn parse(text: &str) -> Result<WsMessage, ParseError> {
     // The common frames take the one-pass scanner; anything it does not
     // take (escapes, nesting, odd types, bad JSON) goes through serde,
     // which gives the same result or the precise error.
-    match scan::fields(text) {
-        Some((kind, r)) => build(kind, r),
+    let mut r = RawFields::default();
+    match scan::fields(text, &mut r) {
+        Some(kind) => build(kind, r),
         None => parse_serde(text),
     }
 }
@@ -487,10 +492,15 @@ fn build(kind: &str, r: RawFields<'_>) -> Result<WsMessage, ParseError> {
         "l2update" => WsMessage::L2Update {
             product_id: product()?,
             time: time(r.time)?,
-            changes: field("changes", r.changes)?
-                .into_iter()
-                .map(|[s, p, q]| Ok((side(Some(s))?, price("changes", p)?, size("changes", q)?)))
-                .collect::<Result<_, ParseError>>()?,
+            changes: match r.typed_changes {
+                Some(c) => c,
+                None => field("changes", r.changes)?
+                    .into_iter()
+                    .map(|[s, p, q]| {
+                        Ok((side(Some(s))?, price("changes", p)?, size("changes", q)?))
+                    })
+                    .collect::<Result<_, ParseError>>()?,
+            },
         },
         "match" | "last_match" => WsMessage::Match(Match {
             product_id: product()?,

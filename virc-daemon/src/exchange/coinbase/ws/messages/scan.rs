@@ -8,7 +8,17 @@
 //! frame with serde, which yields the same fields or the precise error, so
 //! the scanner changes how fast a frame is read, never what it means.
 
-use super::RawFields;
+#![expect(
+    clippy::option_option,
+    reason = "outer None: give the frame to serde; inner None: the field is JSON null"
+)]
+
+use virc_core::{
+    money::{Price, Size},
+    order::Side,
+};
+
+use super::{L2Change, RawFields};
 
 struct Cursor<'a> {
     text: &'a str,
@@ -35,9 +45,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let rest = self.text.as_bytes().get(self.at..)?;
-        let len = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let len = string_end(rest)?;
         if rest[len] != b'"' {
             return None;
         }
@@ -126,6 +134,26 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `changes` as typed level-2 changes, or `null`; a row it cannot type
+    /// gives up.
+    fn opt_changes(&mut self) -> Option<Option<Vec<L2Change>>> {
+        if self.null() {
+            return Some(None);
+        }
+        let rows = self.opt_rows::<3>()??;
+        rows.into_iter()
+            .map(|[s, p, q]| {
+                let side = match s {
+                    "buy" => Side::Buy,
+                    "sell" => Side::Sell,
+                    _ => return None,
+                };
+                Some((side, Price::parse(p).ok()?, Size::parse(q).ok()?))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+    }
+
     /// Skips a value of a field we do not read: a string, number, literal,
     /// or an array of those; a nested object gives up.
     fn skip_value(&mut self) -> Option<()> {
@@ -167,6 +195,35 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The first byte that ends or interrupts a JSON string body: `"`, `\\` or
+/// a control character. Eight bytes at a time (the classic "has a zero
+/// byte" word tricks): string scanning is most of a frame's reading.
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let hits = zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS);
+        if hits != 0 {
+            // The lowest flagged byte is a true hit (a borrow only flags bytes above one).
+            return Some(base + (hits.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| base + i)
+}
+
 /// Sets `slot` once; a repeated key gives up (serde reports it).
 fn once<T>(slot: &mut Option<T>, v: Option<T>, seen: &mut bool) -> Option<()> {
     if *seen {
@@ -177,10 +234,10 @@ fn once<T>(slot: &mut Option<T>, v: Option<T>, seen: &mut bool) -> Option<()> {
     Some(())
 }
 
-/// The frame's `type` and fields, or `None` to leave the frame to serde.
-pub(super) fn fields(text: &str) -> Option<(&str, RawFields<'_>)> {
+/// Fills `r` with the frame's fields and returns its `type`, or `None` to
+/// leave the frame to serde (`r` is then to be discarded).
+pub(super) fn fields<'a>(text: &'a str, r: &mut RawFields<'a>) -> Option<&'a str> {
     let mut c = Cursor { text, at: 0 };
-    let mut r = RawFields::default();
     let mut kind = None;
     // Which known keys were seen, to refuse repeats as serde does.
     let mut seen = [false; 32];
@@ -230,7 +287,7 @@ pub(super) fn fields(text: &str) -> Option<(&str, RawFields<'_>)> {
             "stop_type" => set!(23, r.stop_type, c.opt_str()),
             "stop_price" => set!(24, r.stop_price, c.opt_str()),
             "message" => set!(25, r.message, c.opt_str()),
-            "changes" => set!(26, r.changes, c.opt_rows::<3>()),
+            "changes" => set!(26, r.typed_changes, c.opt_changes()),
             "bids" => set!(27, r.bids, c.opt_rows::<2>()),
             "asks" => set!(28, r.asks, c.opt_rows::<2>()),
             // Nested or rare: serde's job.
@@ -254,7 +311,7 @@ pub(super) fn fields(text: &str) -> Option<(&str, RawFields<'_>)> {
     if c.at != text.len() {
         return None;
     }
-    Some((kind?, r))
+    kind
 }
 
 #[cfg(test)]
@@ -273,16 +330,17 @@ mod tests {
             for e in std::fs::read_dir(d).unwrap() {
                 let p = e.unwrap().path();
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
                 if p.is_dir() {
                     dirs.push(p);
-                } else if name.ends_with(".jsonl") {
+                } else if ext == "jsonl" {
                     let text = std::fs::read_to_string(&p).unwrap();
                     out.extend(
                         text.lines()
                             .filter(|l| !l.trim().is_empty())
                             .map(str::to_owned),
                     );
-                } else if name.ends_with(".json") && !name.starts_with("signature") {
+                } else if ext == "json" && !name.starts_with("signature") {
                     out.push(std::fs::read_to_string(&p).unwrap());
                 }
             }
@@ -300,13 +358,35 @@ mod tests {
     }
 
     #[test]
+    fn string_ends_are_found_in_every_position() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, 0x0a] {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    // Bytes that look close to the stops must not count.
+                    if at > 0 {
+                        bytes[at - 1] = 0x20;
+                    }
+                    bytes[at] = stop;
+                    bytes.push(b'"');
+                    assert_eq!(super::string_end(&bytes), Some(at), "{len} {stop} {at}");
+                }
+                let mut none = vec![0x7f_u8; len];
+                none.extend_from_slice(&[0x21, 0xff, 0x5b, 0x5d]);
+                assert_eq!(super::string_end(&none), None);
+            }
+        }
+    }
+
+    #[test]
     fn the_scanner_reads_every_recorded_frame_as_serde_does() {
         let frames = frames();
         assert!(frames.len() > 9_900, "{}", frames.len());
         let mut scanned = 0;
         for f in &frames {
             agree(f);
-            scanned += usize::from(super::fields(f).is_some());
+            let mut r = super::RawFields::default();
+            scanned += usize::from(super::fields(f, &mut r).is_some());
         }
         // It is the fast path for nearly all of them.
         assert!(
