@@ -201,6 +201,31 @@ impl Records {
         Ok(())
     }
 
+    /// A record's bytes, for [`Records::put_batch`].
+    pub fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            tree: self.name,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Writes several encoded records at once: after a crash either all of
+    /// them are there or none (sled applies a batch atomically).
+    pub fn put_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in records {
+            batch.insert(k, v);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (the whole store, as sled flushes).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
     /// Reads the record under `key`.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.tree.get(key)?.map(|v| self.decode(&v)).transpose()

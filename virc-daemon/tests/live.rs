@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::{path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use common::{Guard, ready, start_emulator};
 use rust_decimal::Decimal;
@@ -311,4 +311,200 @@ async fn check_exchange_diagnoses_each_bad_credential() {
     let (ok, out, err) = tokio::task::block_in_place(|| check(&good.key, secret, pass));
     assert!(ok, "{err}");
     assert!(out.contains("more than 5 s"), "{out}");
+}
+
+/// The crash harness on the live connector: looping range bots trade on
+/// the emulator's synthetic market while the daemon is killed with SIGKILL
+/// at random moments and restarted; afterwards, by Coinbase's (the
+/// emulator's) own record, every intent is exactly one order, and every
+/// bot's cycles, profit and fees are its fills'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_the_live_connector_loses_and_duplicates_no_order() {
+    let rounds: u32 = std::env::var("VIRC_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let seed: u64 = std::env::var("VIRC_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) * 0x9E37_79B9 + 1);
+    eprintln!("live crash harness: {rounds} rounds, VIRC_CRASH_SEED={seed}");
+    let mut rng = common::Rng(seed | 1);
+    let em = common::start_emulator_with(Some(virc_daemon::emulator::driver::DriverConfig {
+        seed,
+        interval: Duration::from_millis(40),
+        start: [("BTC-USD".to_owned(), dec!(450))].into(),
+        levels: 3,
+        size: dec!(0.5),
+        volatility: dec!(0.003),
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("virc.sock");
+    let mut daemon = spawn(dir.path(), &em);
+    let ch = ready(&sock).await;
+    for (name, buy, sell) in [
+        ("a", "448.00", "452.00"),
+        ("b", "447.00", "451.00"),
+        ("c", "449.00", "453.00"),
+    ] {
+        BotsClient::new(ch.clone())
+            .create(pb::CreateBotRequest {
+                spec: Some(pb::BotSpec {
+                    name: name.into(),
+                    exchange: "live".into(),
+                    kind: Some(Kind::Range(pb::RangeSpec {
+                        product_id: "BTC-USD".into(),
+                        size: "0.05".into(),
+                        buy_price: buy.into(),
+                        sell_price: sell.into(),
+                        r#loop: true,
+                        begin_with_sell: false,
+                        force: false,
+                    })),
+                }),
+                if_absent: false,
+            })
+            .await
+            .unwrap();
+    }
+    for round in 0..rounds {
+        let wait = rng.between(300, 1500);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        eprintln!("round {round}: killed after {wait} ms");
+        daemon = spawn(dir.path(), &em);
+        ready(&sock).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ch = ready(&sock).await;
+    let stopped = BotsClient::new(ch.clone())
+        .stop_all(pb::StopAllBotsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .bots;
+    if stopped.len() != 3 {
+        let all = BotsClient::new(ch.clone())
+            .list(pb::ListBotsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .bots;
+        let mut histories = String::new();
+        for b in &all {
+            let full = bot(&ch, &b.name).await;
+            let _ = writeln!(histories, "--- {} {:?}", b.name, full.pnl);
+            for h in full.history.iter().rev() {
+                let _ = writeln!(histories, "{}", h.description);
+            }
+        }
+        let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+        panic!(
+            "every bot came back running: {:#?}\n{histories}\n--- last daemon log ---\n{log}",
+            all.iter()
+                .map(|b| (&b.name, b.status, &b.status_reason))
+                .collect::<Vec<_>>()
+        );
+    }
+    let mut total = 0;
+    for b in &stopped {
+        assert_eq!(b.status, pb::BotStatus::Stopped as i32, "{b:?}");
+        total += common::check_bot(&ch, b).await;
+    }
+    eprintln!("{total} cycles completed across {rounds} crashes");
+    // Coinbase's side: one order per client id, and nothing left on hold.
+    for o in orders(&em) {
+        let cid = ClientOid::parse(o["client_oid"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            em.shared.with_engine(|e| e.count_client_oid(USER, cid)),
+            1,
+            "{o}"
+        );
+    }
+    let held = em.shared.with_engine(|e| {
+        e.wallet(USER)
+            .map(|w| (w.balance("USD").hold, w.balance("BTC").hold))
+    });
+    assert_eq!(held, Some((Decimal::ZERO, Decimal::ZERO)));
+}
+
+/// A stop-loss whose stop-limit rests on Coinbase (so it protects while the
+/// daemon is down): the emulator parks it (`active`), the market trades
+/// through the stop, it enters the book and fills, and the bot ends with
+/// the exchange's fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_loss_rests_on_coinbase_and_executes_there() {
+    let em = start_emulator().await;
+    em.rest("BTC-USD", false, dec!(470.00), dec!(5)).unwrap();
+    em.rest("BTC-USD", true, dec!(450.00), dec!(5)).unwrap();
+    em.take("BTC-USD", false, dec!(450.00), dec!(0.1)).unwrap(); // a last price
+    let dir = tempfile::tempdir().unwrap();
+    let _daemon = spawn(dir.path(), &em);
+    let ch = ready(&dir.path().join("virc.sock")).await;
+    let mut created = None;
+    for _ in 0..100 {
+        let r = BotsClient::new(ch.clone())
+            .create(pb::CreateBotRequest {
+                spec: Some(pb::BotSpec {
+                    name: "swing".into(),
+                    exchange: "live".into(),
+                    kind: Some(Kind::StopLoss(pb::StopLossSpec {
+                        product_id: "BTC-USD".into(),
+                        amount: Some(pb::stop_loss_spec::Amount::Size("0.2".into())),
+                        trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("440.00".into())),
+                        limit_offset: "1.00".into(),
+                        guard_bot_id: String::new(),
+                        guard_product: false,
+                    })),
+                }),
+                if_absent: true,
+            })
+            .await;
+        // The connection may still be coming up (balances not read yet).
+        match r {
+            Ok(r) => {
+                created = Some(r.into_inner());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(created.is_some(), "the stop-loss was never created");
+    // The stop rests on Coinbase, parked until the trigger.
+    let mut active = false;
+    for _ in 0..200 {
+        if orders(&em).iter().any(|o| o["status"] == "active") {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(active, "{:#?}", orders(&em));
+    // The market trades down to 440.00: the stop triggers and its limit
+    // (439.00) sells into the 439.50 bid.
+    em.rest("BTC-USD", true, dec!(439.50), dec!(1)).unwrap();
+    em.rest("BTC-USD", true, dec!(440.00), dec!(0.1)).unwrap();
+    em.take("BTC-USD", false, dec!(440.00), dec!(5)).unwrap();
+    let b = wait_bot(&ch, dir.path(), "ended", |b| {
+        b.status == pb::BotStatus::Ended as i32
+    })
+    .await;
+    let (fills, _) = em
+        .shared
+        .with_engine(|e| e.fills(USER, None, Some("BTC-USD"), None, 100));
+    let d = |v: &Value, f: &str| v[f].as_str().unwrap().parse::<Decimal>().unwrap();
+    let sold: Decimal = fills
+        .iter()
+        .filter(|f| f["side"] == "sell")
+        .map(|f| d(f, "size"))
+        .sum();
+    assert_eq!(sold, dec!(0.2), "{fills:#?}");
+    let fees: Decimal = fills
+        .iter()
+        .filter(|f| f["side"] == "sell")
+        .map(|f| d(f, "fee"))
+        .sum();
+    assert_eq!(b.pnl.unwrap().fees_paid.parse::<Decimal>().unwrap(), fees);
 }

@@ -657,6 +657,17 @@ impl Runtime {
         })
     }
 
+    /// The bot working on the order placed under `cid`: the runtime's own
+    /// record, for a venue that lost the attribution (an order placed just
+    /// before a crash).
+    fn owner_of(&self, cid: Option<virc_core::ids::ClientOid>) -> Option<BotId> {
+        let cid = cid?;
+        self.bots
+            .values()
+            .find(|b| b.machine.working_for(cid).is_some())
+            .map(|b| b.id)
+    }
+
     /// Publishes order and fill events and queues the owning bots' inputs.
     async fn route(
         &mut self,
@@ -667,7 +678,7 @@ impl Runtime {
         for u in updates {
             match u {
                 Update::Order { view, change } => {
-                    let bot = view.bot;
+                    let bot = view.bot.or_else(|| self.owner_of(view.client_oid()));
                     self.events
                         .emit(Draft {
                             bot_id: bot.map(|b| b.to_string()).unwrap_or_default(),
@@ -691,7 +702,8 @@ impl Runtime {
                         ));
                     }
                 }
-                Update::Fill(f) => {
+                Update::Fill(mut f) => {
+                    f.bot = f.bot.or_else(|| self.owner_of(f.client_oid));
                     self.events
                         .emit(Draft {
                             bot_id: f.bot.map(|b| b.to_string()).unwrap_or_default(),

@@ -4,8 +4,13 @@
 use std::{path::Path, time::Duration};
 
 use hyper_util::rt::TokioIo;
+use rust_decimal::Decimal;
 use tonic::transport::{Channel, Endpoint, Uri};
-use virc_proto::v1::{self as pb, system_client::SystemClient};
+use virc_core::ids::{BotId, ClientOid};
+use virc_proto::v1::{
+    self as pb, account_client::AccountClient, orders_client::OrdersClient,
+    system_client::SystemClient,
+};
 
 /// Kills the daemon if the test ends early.
 pub struct Guard(pub std::process::Child);
@@ -133,7 +138,13 @@ pub fn emulator_account() -> virc_daemon::emulator::Account {
 /// A Coinbase emulator on loopback trading the bundled BTC-USD product at
 /// Coinbase's first fee tier, with [`emulator_account`] and no market driver.
 pub async fn start_emulator() -> virc_daemon::emulator::Emulator {
-    use rust_decimal::Decimal;
+    start_emulator_with(None).await
+}
+
+/// As [`start_emulator`], with a synthetic market when `driver` is given.
+pub async fn start_emulator_with(
+    driver: Option<virc_daemon::emulator::driver::DriverConfig>,
+) -> virc_daemon::emulator::Emulator {
     virc_daemon::emulator::Emulator::start(
         virc_daemon::emulator::EmulatorConfig {
             products_json: include_str!("../../data/demo/products.json").into(),
@@ -143,7 +154,7 @@ pub async fn start_emulator() -> virc_daemon::emulator::Emulator {
             },
             accounts: vec![emulator_account()],
             limits: virc_daemon::emulator::Limits::default(),
-            driver: None,
+            driver,
             rest_addr: "127.0.0.1:0".parse().unwrap(),
             ws_addr: "127.0.0.1:0".parse().unwrap(),
         },
@@ -152,4 +163,136 @@ pub async fn start_emulator() -> virc_daemon::emulator::Emulator {
     )
     .await
     .unwrap()
+}
+
+/// A decimal from the API's text.
+pub fn d(s: &str) -> rust_decimal::Decimal {
+    s.parse().unwrap()
+}
+
+/// Checks any bot against the exchange's record: every intent, numbered
+/// from 1 without a gap, is exactly one order (none lost, none doubled),
+/// its fills add up to it, and the bot's fees are its fills' fees.
+pub async fn check_intents(ch: &Channel, bot: &pb::Bot) -> (Vec<pb::Order>, Vec<pb::Fill>) {
+    let bot_id = BotId::parse(&bot.id).unwrap();
+    let orders = OrdersClient::new(ch.clone())
+        .list(pb::ListOrdersRequest {
+            bot_id: bot.id.clone(),
+            statuses: vec![
+                pb::OrderStatus::Pending as i32,
+                pb::OrderStatus::Open as i32,
+                pb::OrderStatus::Done as i32,
+                pb::OrderStatus::Rejected as i32,
+            ],
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    let fills = AccountClient::new(ch.clone())
+        .fills(pb::FillsRequest {
+            bot_id: bot.id.clone(),
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fills;
+    let mut in_order = Vec::new();
+    for step in 1..=orders.len() as u64 {
+        let cid = ClientOid::for_intent(bot_id, step, 0).to_string();
+        let placed: Vec<&pb::Order> = orders.iter().filter(|o| o.client_oid == cid).collect();
+        assert_eq!(
+            placed.len(),
+            1,
+            "bot {} step {step}: {} orders for one intent (lost or duplicated)",
+            bot.name,
+            placed.len()
+        );
+        let o = placed[0];
+        let size: Decimal = fills
+            .iter()
+            .filter(|f| f.order_id == o.id)
+            .map(|f| d(&f.size))
+            .sum();
+        assert_eq!(size, d(&o.filled_size), "fills add up to the order");
+        in_order.push(o.clone());
+    }
+    let fees: Decimal = fills.iter().map(|f| d(&f.fee)).sum();
+    let pnl = bot.pnl.clone().unwrap();
+    assert_eq!(d(&pnl.fees_paid), fees, "bot {} fees", bot.name);
+    assert!(
+        in_order
+            .iter()
+            .all(|o| o.status == pb::OrderStatus::Done as i32
+                || o.status == pb::OrderStatus::Rejected as i32),
+        "bot {} stopped with orders on the book",
+        bot.name
+    );
+    (in_order, fills)
+}
+
+/// Checks a bot whose orders alternate buy, sell (range and the
+/// conditional program here): its cycles and realized profit from the
+/// fills; returns its completed cycles.
+pub async fn check_bot(ch: &Channel, bot: &pb::Bot) -> u64 {
+    let (orders, fills) = check_intents(ch, bot).await;
+    let (mut realized, mut cycles) = (Decimal::ZERO, 0);
+    let (mut bought, mut cycle_fees) = (Decimal::ZERO, Decimal::ZERO);
+    for (i, o) in orders.iter().enumerate() {
+        let step = i as u64 + 1;
+        let expected_side = if step % 2 == 1 {
+            pb::Side::Buy
+        } else {
+            pb::Side::Sell
+        };
+        assert_eq!(o.side, expected_side as i32, "bot {} step {step}", bot.name);
+        let mine: Vec<&pb::Fill> = fills.iter().filter(|f| f.order_id == o.id).collect();
+        let value: Decimal = mine.iter().map(|f| d(&f.price) * d(&f.size)).sum();
+        cycle_fees += mine.iter().map(|f| d(&f.fee)).sum::<Decimal>();
+        if step < orders.len() as u64 {
+            assert_eq!(
+                o.done_reason,
+                pb::DoneReason::Filled as i32,
+                "bot {} step {step} is not the last, so it filled",
+                bot.name
+            );
+        }
+        if expected_side == pb::Side::Buy {
+            bought += value;
+        } else if o.done_reason == pb::DoneReason::Filled as i32 {
+            realized += value - bought - cycle_fees;
+            cycles += 1;
+            bought = Decimal::ZERO;
+            cycle_fees = Decimal::ZERO;
+        }
+    }
+    let pnl = bot.pnl.clone().unwrap();
+    assert_eq!(pnl.cycles, cycles, "bot {} cycles", bot.name);
+    assert_eq!(
+        d(&pnl.realized_profit),
+        realized,
+        "bot {} realized",
+        bot.name
+    );
+    cycles
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
 }

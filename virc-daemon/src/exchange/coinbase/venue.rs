@@ -62,6 +62,11 @@ struct Known {
     view: OrderView,
     /// Trade ids already reported (and settled in the wallet).
     trades: BTreeSet<u64>,
+    /// Done and settled: its hold is released and no fill can follow.
+    /// Closed orders stay in the record (not in memory), so that reading
+    /// one back later never takes its hold or settles its fills again.
+    #[serde(default)]
+    closed: bool,
 }
 
 /// Whether the venue can be reached, for `virc exchanges`.
@@ -127,6 +132,7 @@ impl CoinbaseExchange {
         let known = record
             .scan_prefix::<Known>(b"k")?
             .into_iter()
+            .filter(|(_, k)| !k.closed)
             .map(|(_, k)| (k.view.order.id, k))
             .collect();
         Ok(Self {
@@ -299,12 +305,14 @@ impl CoinbaseExchange {
         if amount > spendable {
             return Err(Rejection::bad_request(INSUFFICIENT_FUNDS).into());
         }
-        let currency = currency.to_owned();
         let cid = req
             .client_oid
             .unwrap_or_else(|| ClientOid(uuid::Uuid::new_v4()));
         if let Some(b) = bot {
+            // Durable before the request leaves: an order found after a
+            // crash is attributed to its bot.
             self.owners.put(cid.0.as_bytes(), &b)?;
+            self.owners.flush().await?;
         }
         let mut body = serde_json::to_value(OrderRequest {
             client_oid: Some(cid),
@@ -334,17 +342,7 @@ impl CoinbaseExchange {
             // Fills name the order, not its client id.
             self.owners.put(id.0.as_bytes(), &b)?;
         }
-        // A hold the lookup path already took is kept, not taken twice.
-        if self.wallet.hold(id).is_none() {
-            let _ = self.wallet.place_hold(id, &currency, amount, bot);
-        }
-        self.known.insert(
-            id,
-            Known {
-                view: view.clone(),
-                trades: BTreeSet::new(),
-            },
-        );
+        self.adopt(&view);
         self.persist(id)?;
         Ok((
             view.clone(),
@@ -355,12 +353,69 @@ impl CoinbaseExchange {
         ))
     }
 
+    /// Writes the wallet and the order's record in one atomic batch, so a
+    /// crash can never keep a settled fill without its trade id (which
+    /// would settle it twice) or a hold without its order.
     fn persist(&self, id: OrderId) -> Result<(), StoreError> {
-        match self.known.get(&id) {
-            Some(k) => self.record.put(&known_key(id), k)?,
-            None => self.record.remove(&known_key(id))?,
+        let mut batch = vec![(WALLET.to_vec(), self.record.encode(&self.wallet)?)];
+        if let Some(k) = self.known.get(&id) {
+            batch.push((known_key(id), self.record.encode(k)?));
         }
-        self.save_wallet()
+        self.record.put_batch(batch)
+    }
+
+    /// What virc knows of an order: open ones in memory, closed ones in the record.
+    fn seen(&self, id: OrderId) -> Option<Known> {
+        self.known
+            .get(&id)
+            .cloned()
+            .or_else(|| self.record.get(&known_key(id)).ok().flatten())
+    }
+
+    fn is_closed(&self, id: OrderId) -> bool {
+        !self.known.contains_key(&id) && self.seen(id).is_some_and(|k| k.closed)
+    }
+
+    /// Takes an order into virc's books the first time it is seen: its
+    /// hold, from its bot's reservation, as the exchange took it. An order
+    /// placed just before a crash is adopted when it is found again.
+    fn adopt(&mut self, view: &OrderView) {
+        let id = view.order.id;
+        if self.known.contains_key(&id) || self.seen(id).is_some() {
+            return;
+        }
+        if let Some(product) = self.catalogue.get(&view.order.product_id).cloned() {
+            let (currency, amount) =
+                self.wallet
+                    .hold_needed(&product, &view.order.new, self.rates, view.bot);
+            if let Err(e) = self.wallet.place_hold(id, currency, amount, view.bot) {
+                tracing::warn!(exchange = self.name, order = %id, error = %e, "Cannot hold funds for an order found on Coinbase");
+            }
+        }
+        self.known.insert(
+            id,
+            Known {
+                view: view.clone(),
+                trades: BTreeSet::new(),
+                closed: false,
+            },
+        );
+    }
+
+    /// Releases a done order's hold and closes its record.
+    fn close(&mut self, id: OrderId) -> Result<(), StoreError> {
+        if self.wallet.hold(id).is_some() {
+            let _ = self.wallet.release_hold(id);
+        }
+        let closed = self.known.remove(&id).map(|mut k| {
+            k.closed = true;
+            k
+        });
+        let mut batch = vec![(WALLET.to_vec(), self.record.encode(&self.wallet)?)];
+        if let Some(k) = closed {
+            batch.push((known_key(id), self.record.encode(&k)?));
+        }
+        self.record.put_batch(batch)
     }
 
     fn path(target: Target) -> String {
@@ -456,12 +511,12 @@ impl CoinbaseExchange {
         }
     }
 
-    /// Settles a fill seen for the first time; `false` if it was seen before.
+    /// Settles a fill seen for the first time; `false` if it was seen
+    /// before (or its order is closed).
     fn absorb(&mut self, f: &Fill, view: &OrderView) -> bool {
-        let k = self.known.entry(f.order_id).or_insert_with(|| Known {
-            view: view.clone(),
-            trades: BTreeSet::new(),
-        });
+        let Some(k) = self.known.get_mut(&f.order_id) else {
+            return false;
+        };
         if !k.trades.insert(f.trade_id) {
             return false;
         }
@@ -476,22 +531,35 @@ impl CoinbaseExchange {
     /// Every fill of an order, oldest first. Each is settled in the wallet
     /// the first time it is seen, whichever path saw it.
     pub async fn fills_of(&mut self, order: OrderId) -> Result<Vec<FillView>, ExchangeError> {
-        let fills = self.fetch_fills(order).await?;
-        let view = match self.known.get(&order) {
-            Some(k) => k.view.clone(),
-            None => match self.order(Target::Id(order)).await? {
-                Some(v) => v,
-                None => return Ok(Vec::new()),
-            },
+        if self.is_closed(order) {
+            let fills = self.fetch_fills(order).await?;
+            let view = self.seen(order).map(|k| k.view);
+            let (cid, bot) = view.map_or((None, None), |v| (v.client_oid(), v.bot));
+            return Ok(fills.iter().map(|f| Self::fill_view(f, cid, bot)).collect());
+        }
+        // Reconciliation: the order as it is now, so that a done one is
+        // closed here (its hold's rest back to the bot) and not at the next
+        // poll; read before its fills, so none can come after what is read.
+        let Some(view) = self.order(Target::Id(order)).await? else {
+            return Ok(Vec::new());
         };
+        let fills = self.fetch_fills(order).await?;
         let out = fills
             .iter()
             .map(|f| Self::fill_view(f, view.client_oid(), view.bot))
             .collect();
+        self.adopt(&view);
         for f in &fills {
             self.absorb(f, &view);
         }
-        self.persist(order)?;
+        if let Some(k) = self.known.get_mut(&order) {
+            k.view = view.clone();
+        }
+        if view.order.status.is_terminal() {
+            self.close(order)?;
+        } else {
+            self.persist(order)?;
+        }
         Ok(out)
     }
 
@@ -517,6 +585,11 @@ impl CoinbaseExchange {
         };
         let id = view.order.id;
         let mut updates = Vec::new();
+        if self.is_closed(id) {
+            // Reported and settled to the end already.
+            return Ok(Some((view, updates)));
+        }
+        self.adopt(&view);
         // Fills are read when the order traded since the last report, and
         // for an order seen for the first time (found after a restart).
         let traded = before
@@ -549,26 +622,14 @@ impl CoinbaseExchange {
                 change,
             });
         }
-        if view.order.status.is_terminal() {
-            if self.wallet.hold(id).is_some() {
-                let _ = self.wallet.release_hold(id);
-            }
-            self.known.remove(&id);
-        } else {
-            let trades = self
-                .known
-                .get(&id)
-                .map(|k| k.trades.clone())
-                .unwrap_or_default();
-            self.known.insert(
-                id,
-                Known {
-                    view: view.clone(),
-                    trades,
-                },
-            );
+        if let Some(k) = self.known.get_mut(&id) {
+            k.view = view.clone();
         }
-        self.persist(id)?;
+        if view.order.status.is_terminal() {
+            self.close(id)?;
+        } else {
+            self.persist(id)?;
+        }
         self.link = Link::Up;
         Ok(Some((view, updates)))
     }
@@ -608,7 +669,7 @@ impl CoinbaseExchange {
         for v in &items {
             let f =
                 wire::fill_from_json(v).map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
-            let (cid, bot) = self.known.get(&f.order_id).map_or_else(
+            let (cid, bot) = self.seen(f.order_id).map_or_else(
                 || {
                     let bot = self
                         .owners

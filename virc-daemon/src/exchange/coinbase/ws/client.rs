@@ -208,8 +208,11 @@ where
         return End::Lost(format!("cannot subscribe: {e}"));
     }
     let mut unknown: BTreeSet<String> = BTreeSet::new();
-    // Per connection: a new subscription starts a new count.
+    // Per connection: a new subscription starts a new count. Only `full`
+    // numbers its messages without holes (`matches` and `ticker` share the
+    // counter, so they skip numbers by design).
     let mut sequences: HashMap<String, u64> = HashMap::new();
+    let track_full = config.channels.iter().any(|c| c == "full");
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => {
@@ -244,7 +247,8 @@ where
         // `full` messages are numbered per product without a hole: a late
         // or repeated one is dropped, a jump means lost messages and the
         // book is fetched again (the lost trades come back by trade id).
-        if let Ok(m) = &parsed
+        if track_full
+            && let Ok(m) = &parsed
             && let Some((product, seq)) = m.full_sequence()
         {
             match sequences.get(product).copied() {
