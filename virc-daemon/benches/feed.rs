@@ -6,7 +6,8 @@
 //!
 //! and the ratio of the typed parse (+ apply) to sonic-rs in the same run;
 //! then the cost of signing one REST request.
-//! Run with `cargo bench -p virc-daemon --bench feed`.
+//! Run with `cargo bench -p virc-daemon --bench feed`
+//! (`VIRC_BENCH_PROFILE=1` runs only virc's l2update parse, for a profiler).
 #![allow(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
@@ -51,6 +52,16 @@ fn main() {
                 by_type.entry(kind).or_default().push(line);
             }
         }
+    }
+    // `VIRC_BENCH_PROFILE=1`: only virc's l2update parse, for a while, for `perf record`.
+    if std::env::var_os("VIRC_BENCH_PROFILE").is_some() {
+        let frames = &by_type["l2update"];
+        for _ in 0..300 {
+            for f in frames {
+                black_box(parse(f).unwrap());
+            }
+        }
+        return;
     }
     println!("frames of the 2021-04-17 capture, ns per message (best of 5 passes):");
     println!(

@@ -26,6 +26,11 @@ use virc_proto::v1::{
 const USER: UserId = UserId(1);
 
 fn spawn(dir: &Path, em: &Emulator) -> Guard {
+    spawn_with(dir, em, &em.rest_url, &em.ws_url)
+}
+
+/// The daemon on `em`'s market, with its `live` connection at these URLs.
+fn spawn_with(dir: &Path, em: &Emulator, rest: &str, ws: &str) -> Guard {
     let config = format!(
         r#"[daemon]
 data_dir = "{data}"
@@ -46,14 +51,16 @@ default = "live"
 
 [exchanges.live]
 kind = "coinbase"
-rest_url = "{rest}"
-ws_url = "{ws}"
+rest_url = "{x_rest}"
+ws_url = "{x_ws}"
 poll = "1s"
 "#,
         data = dir.join("data").display(),
         sock = dir.join("virc.sock").display(),
         ws = em.ws_url,
         rest = em.rest_url,
+        x_rest = rest,
+        x_ws = ws,
     );
     std::fs::write(dir.join("virc.toml"), config).unwrap();
     let account = common::emulator_account();
@@ -100,6 +107,27 @@ async fn wait_bot(
     );
 }
 
+/// Waits until the `live` connection is up (clock, products, fees,
+/// balances read, user feed subscribed).
+async fn wait_up(ch: &Channel) {
+    for _ in 0..200 {
+        let xs = SystemClient::new(ch.clone())
+            .exchanges(pb::ExchangesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .exchanges;
+        if xs
+            .iter()
+            .any(|x| x.name == "live" && x.kind == "live" && x.state == "up")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the live connection never came up");
+}
+
 /// The test account's orders on the emulator, every status.
 fn orders(em: &Emulator) -> Vec<Value> {
     em.shared
@@ -134,25 +162,7 @@ async fn a_range_bot_trades_through_the_live_connector_and_survives_every_fault(
     let _daemon = spawn(dir.path(), &em);
     let ch = ready(&dir.path().join("virc.sock")).await;
 
-    // The connection comes up (clock, products, fees, balances, user feed).
-    let mut up = false;
-    for _ in 0..200 {
-        let xs = SystemClient::new(ch.clone())
-            .exchanges(pb::ExchangesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .exchanges;
-        if xs
-            .iter()
-            .any(|x| x.name == "live" && x.kind == "live" && x.state == "up")
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the live connection never came up");
+    wait_up(&ch).await;
 
     BotsClient::new(ch.clone())
         .create(pb::CreateBotRequest {
@@ -343,6 +353,7 @@ async fn kill_9_on_the_live_connector_loses_and_duplicates_no_order() {
     let sock = dir.path().join("virc.sock");
     let mut daemon = spawn(dir.path(), &em);
     let ch = ready(&sock).await;
+    wait_up(&ch).await;
     for (name, buy, sell) in [
         ("a", "448.00", "452.00"),
         ("b", "447.00", "451.00"),
@@ -443,35 +454,25 @@ async fn a_stop_loss_rests_on_coinbase_and_executes_there() {
     let dir = tempfile::tempdir().unwrap();
     let _daemon = spawn(dir.path(), &em);
     let ch = ready(&dir.path().join("virc.sock")).await;
-    let mut created = None;
-    for _ in 0..100 {
-        let r = BotsClient::new(ch.clone())
-            .create(pb::CreateBotRequest {
-                spec: Some(pb::BotSpec {
-                    name: "swing".into(),
-                    exchange: "live".into(),
-                    kind: Some(Kind::StopLoss(pb::StopLossSpec {
-                        product_id: "BTC-USD".into(),
-                        amount: Some(pb::stop_loss_spec::Amount::Size("0.2".into())),
-                        trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("440.00".into())),
-                        limit_offset: "1.00".into(),
-                        guard_bot_id: String::new(),
-                        guard_product: false,
-                    })),
-                }),
-                if_absent: true,
-            })
-            .await;
-        // The connection may still be coming up (balances not read yet).
-        match r {
-            Ok(r) => {
-                created = Some(r.into_inner());
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    assert!(created.is_some(), "the stop-loss was never created");
+    wait_up(&ch).await;
+    BotsClient::new(ch.clone())
+        .create(pb::CreateBotRequest {
+            spec: Some(pb::BotSpec {
+                name: "swing".into(),
+                exchange: "live".into(),
+                kind: Some(Kind::StopLoss(pb::StopLossSpec {
+                    product_id: "BTC-USD".into(),
+                    amount: Some(pb::stop_loss_spec::Amount::Size("0.2".into())),
+                    trigger: Some(pb::stop_loss_spec::Trigger::StopPrice("440.00".into())),
+                    limit_offset: "1.00".into(),
+                    guard_bot_id: String::new(),
+                    guard_product: false,
+                })),
+            }),
+            if_absent: false,
+        })
+        .await
+        .unwrap();
     // The stop rests on Coinbase, parked until the trigger.
     let mut active = false;
     for _ in 0..200 {
@@ -507,4 +508,58 @@ async fn a_stop_loss_rests_on_coinbase_and_executes_there() {
         .map(|f| d(f, "fee"))
         .sum();
     assert_eq!(b.pnl.unwrap().fees_paid.parse::<Decimal>().unwrap(), fees);
+}
+
+/// A Coinbase connection that cannot be reached: `virc exchanges` says why,
+/// and a bot created on it is refused as unavailable (retry later), not
+/// with a misleading balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_connection_is_reported_and_refuses_bots_clearly() {
+    let em = start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of loopback.
+    let _daemon = spawn_with(dir.path(), &em, "http://127.0.0.1:9", "ws://127.0.0.1:9");
+    let ch = ready(&dir.path().join("virc.sock")).await;
+    let mut state = String::new();
+    for _ in 0..200 {
+        let xs = SystemClient::new(ch.clone())
+            .exchanges(pb::ExchangesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .exchanges;
+        state = xs.iter().find(|x| x.name == "live").unwrap().state.clone();
+        if state.starts_with("down") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        state.starts_with("down: ") && state.contains("127.0.0.1:9"),
+        "{state}"
+    );
+    let err = BotsClient::new(ch.clone())
+        .create(pb::CreateBotRequest {
+            spec: Some(pb::BotSpec {
+                name: "swing".into(),
+                exchange: "live".into(),
+                kind: Some(Kind::Range(pb::RangeSpec {
+                    product_id: "BTC-USD".into(),
+                    size: "0.1".into(),
+                    buy_price: "445.00".into(),
+                    sell_price: "455.00".into(),
+                    r#loop: true,
+                    begin_with_sell: false,
+                    force: false,
+                })),
+            }),
+            if_absent: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("exchange live is not connected"),
+        "{err:?}"
+    );
 }

@@ -35,6 +35,9 @@ pub enum ServiceError {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// An exchange cannot be reached now; the same request may work later.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or storage failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,7 +59,7 @@ impl From<crate::exchange::ExchangeError> for ServiceError {
                 Self::NotFound(r.message)
             }
             crate::exchange::ExchangeError::Rejected(r) => Self::Refused(r.message),
-            crate::exchange::ExchangeError::Unavailable(e) => Self::Internal(e),
+            crate::exchange::ExchangeError::Unavailable(e) => Self::Unavailable(e),
         }
     }
 }
@@ -75,7 +78,7 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Status::not_found(msg),
             ServiceError::Refused(_) => Status::failed_precondition(msg),
             ServiceError::Exists(_) => Status::already_exists(msg),
-            ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::ShuttingDown | ServiceError::Unavailable(_) => Status::unavailable(msg),
             ServiceError::Internal(_) => {
                 tracing::error!(error = %msg, "Internal error");
                 Status::internal(msg)

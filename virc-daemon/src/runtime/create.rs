@@ -744,6 +744,19 @@ impl Runtime {
             Kind::Conditional(c) => &c.product_id,
         };
         let venue = &self.venues[&exchange];
+        // A live connection reads its products, fees and balances when it
+        // comes up; before that there is nothing to check a bot against.
+        if let crate::exchange::Connector::Coinbase(x) = &venue.exchange
+            && *x.link() != crate::exchange::coinbase::venue::Link::Up
+        {
+            return Err(ServiceError::Unavailable(format!(
+                "exchange {exchange} is not connected ({}); its balances are read when it is: try again in a moment (`virc exchanges` shows its state)",
+                match x.link() {
+                    crate::exchange::coinbase::venue::Link::Down(why) => why.as_str(),
+                    _ => "connecting",
+                }
+            )));
+        }
         let product = venue.exchange.catalogue().get(product_id).cloned().ok_or_else(|| {
             ServiceError::NotFound(format!(
                 "unknown product `{product_id}` on exchange {exchange}; `virc products` lists what it trades"
