@@ -20,7 +20,8 @@ use tonic::transport::Channel;
 use virc_core::{ids::ClientOid, matcher::UserId};
 use virc_daemon::emulator::Emulator;
 use virc_proto::v1::{
-    self as pb, bot_spec::Kind, bots_client::BotsClient, system_client::SystemClient,
+    self as pb, bot_spec::Kind, bots_client::BotsClient, events_client::EventsClient,
+    system_client::SystemClient,
 };
 
 const USER: UserId = UserId(1);
@@ -128,6 +129,28 @@ async fn wait_up(ch: &Channel) {
     panic!("the live connection never came up");
 }
 
+/// The states of every `connection` event so far, oldest first.
+async fn connection_states(ch: &Channel) -> Vec<String> {
+    let mut events = EventsClient::new(ch.clone())
+        .subscribe(pb::SubscribeRequest {
+            from_seq: Some(0),
+            kinds: vec![pb::EventKind::Connection as i32],
+            stop_at_head: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut states = Vec::new();
+    while let Some(e) = events.message().await.unwrap() {
+        if let Some(pb::event::Payload::Connection(c)) = e.payload {
+            assert_eq!(c.exchange, "live");
+            states.push(c.state);
+        }
+    }
+    states
+}
+
 /// The test account's orders on the emulator, every status.
 fn orders(em: &Emulator) -> Vec<Value> {
     em.shared
@@ -216,6 +239,21 @@ async fn a_range_bot_trades_through_the_live_connector_and_survives_every_fault(
         b.pnl.as_ref().unwrap().cycles == 2
     })
     .await;
+
+    // The drop and the stall were told as connection events: down, then up
+    // (the stall is noticed 2 s in, maybe after the cycle completed).
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        states = connection_states(&ch).await;
+        if states.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(states.len() >= 5, "up, then down/up twice: {states:?}");
+    assert_eq!(states[0], "up");
+    assert!(states.windows(2).all(|w| w[0] != w[1]), "{states:?}");
+    assert!(states.windows(2).all(|w| w[0] != w[1]), "{states:?}");
 
     // The exchange's record: one order per client id, and the bot's
     // profit is exactly its fills net of their fees.

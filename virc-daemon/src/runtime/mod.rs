@@ -12,12 +12,18 @@
 //! looked up by `client_oid`; found, it is adopted and the fills the bot has
 //! not seen are applied (by cumulative size, so none twice); not found, it
 //! is placed (under the same `client_oid`, so a second crash cannot double
-//! it). Running bots come back running.
+//! it). Running bots come back running. Bots on a remote venue (Coinbase)
+//! are reconciled when its `user` feed connects, and again after every
+//! reconnect; its messages, and a periodic poll, make the venue read
+//! orders back ([`Runtime::on_venue`]).
 //!
 //! # Why one actor
 //! Bots, the exchanges' books and the event order must change together; an
 //! actor makes every change a sequence with no locks, and is fast enough
-//! (see BENCHMARKS.md) for the hundreds of bots one daemon serves.
+//! (see BENCHMARKS.md) for the hundreds of bots one daemon serves. On
+//! Coinbase the actor awaits each REST answer in turn, which keeps every
+//! change in order: Coinbase's 15 private requests a second, not the
+//! actor, bound how fast bots can act there.
 
 mod convert;
 mod create;
@@ -335,6 +341,8 @@ pub struct Runtime {
     /// When the market input being handled arrived, for tick-to-command figures.
     tick_started: Option<std::time::Instant>,
     tick_latency: VecDeque<std::time::Duration>,
+    /// The last `connection` event's state per remote venue.
+    connection_states: BTreeMap<String, &'static str>,
     /// List views by bot, valid until the bot next changes (a lock only
     /// because the runtime's futures must be `Send`; it is never contended).
     list_views: std::sync::Mutex<std::collections::HashMap<BotId, pb::Bot>>,
@@ -384,6 +392,7 @@ impl Runtime {
                 clock,
                 tick_started: None,
                 tick_latency: VecDeque::new(),
+                connection_states: BTreeMap::new(),
                 list_views: std::sync::Mutex::default(),
             },
             RuntimeHandle { tx },
@@ -1192,14 +1201,32 @@ impl Runtime {
         else {
             return;
         };
+        let mut news = Vec::new();
         let targets: Vec<virc_core::ids::OrderId> = match &signal {
             Signal::Lost(why) => {
                 x.set_down(why.clone());
+                tracing::warn!(exchange = name, reason = %why, "Coinbase connection down");
+                self.connection_event(name, "down", why).await;
                 return;
             }
             Signal::Connected => {
-                if let Err(e) = x.connect().await {
-                    tracing::error!(exchange = name, error = %e, "Cannot read Coinbase balances and fees");
+                match x.connect().await {
+                    Ok(skew) => {
+                        news.push(("up", String::new()));
+                        if skew.is_large() {
+                            news.push((
+                                "skew",
+                                format!(
+                                    "Coinbase's clock is {} ms from ours; virc signs with the corrected time, but check the system clock (NTP)",
+                                    skew.offset_ns / 1_000_000
+                                ),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(exchange = name, error = %e, "Cannot read Coinbase balances and fees");
+                        news.push(("down", e.to_string()));
+                    }
                 }
                 x.open_orders()
             }
@@ -1223,6 +1250,18 @@ impl Runtime {
                 }
             }
         }
+        for (state, detail) in news {
+            if state == "skew" {
+                self.events
+                    .emit(Draft::new(Payload::Warning(pb::Warning {
+                        source: format!("exchange.{name}"),
+                        message: detail,
+                    })))
+                    .await;
+            } else {
+                self.connection_event(name, state, &detail).await;
+            }
+        }
         let mut queue = VecDeque::new();
         self.route(name, updates, &mut queue).await;
         if let Err(e) = self.run_queue(queue).await {
@@ -1240,6 +1279,21 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// A `connection` event when an exchange connection's state changed
+    /// (a reconnect loop that keeps failing says "down" once).
+    async fn connection_event(&mut self, exchange: &str, state: &'static str, detail: &str) {
+        if self.connection_states.insert(exchange.to_owned(), state) == Some(state) {
+            return;
+        }
+        self.events
+            .emit(Draft::new(Payload::Connection(pb::ConnectionChanged {
+                exchange: exchange.to_owned(),
+                state: state.to_owned(),
+                detail: detail.to_owned(),
+            })))
+            .await;
     }
 
     /// Reconciles every unfinished bot on a local venue; returns how many.

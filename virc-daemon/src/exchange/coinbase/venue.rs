@@ -191,10 +191,12 @@ impl CoinbaseExchange {
 
     /// Reads the clock, the product list, the fee rates and the balances:
     /// at start and after every reconnect.
-    pub async fn connect(&mut self) -> Result<(), ExchangeError> {
-        if let Err(e) = self.rest.sync_time().await {
-            return self.fail(e);
-        }
+    /// Returns the clock skew measured.
+    pub async fn connect(&mut self) -> Result<super::http::timesync::Skew, ExchangeError> {
+        let skew = match self.rest.sync_time().await {
+            Ok(s) => s,
+            Err(e) => return self.fail(e),
+        };
         match self.rest.get::<Value>("/products", Class::Public).await {
             Ok(v) => match Catalogue::from_json(&v.to_string()) {
                 Ok(c) if !c.is_empty() => self.catalogue = c,
@@ -217,7 +219,7 @@ impl CoinbaseExchange {
         }
         self.balances().await?;
         self.link = Link::Up;
-        Ok(())
+        Ok(skew)
     }
 
     /// Replaces balances and holds with Coinbase's (`GET /accounts`),

@@ -134,15 +134,26 @@ impl RestClient {
         Some(signer.ws_fields(&self.skew().header(self.clock.now())))
     }
 
-    /// Measures the clock skew with `GET /time` and signs with it from now on.
+    /// Measures the clock skew with `GET /time` and signs with it from now
+    /// on. A 429, 5xx or timeout is tried again a few times (each attempt
+    /// is timed on its own, so a slow one does not skew the measure).
     pub async fn sync_time(&self) -> Result<Skew, RestError> {
-        self.limiter.acquire(Class::Public, Priority::Normal).await;
-        let t_send = self.clock.now();
-        let (status, body, _) = self.raw(Method::Get, "/time", None, false).await?;
-        let t_recv = self.clock.now();
-        if status != 200 {
-            return Err(RestError::from_response(status, &body));
-        }
+        let mut attempt = 0;
+        let (t_send, body, t_recv) = loop {
+            attempt += 1;
+            self.limiter.acquire(Class::Public, Priority::Normal).await;
+            let t_send = self.clock.now();
+            let err = match self.raw(Method::Get, "/time", None, false).await {
+                Ok((200, body, _)) => break (t_send, body, self.clock.now()),
+                Ok((status, body, _)) => RestError::from_response(status, &body),
+                Err(e) => e,
+            };
+            if !err.retryable() || attempt > UNAVAILABLE_RETRIES {
+                return Err(err);
+            }
+            let pause = Duration::from_millis(200) * 2u32.pow(attempt);
+            tokio::time::sleep(jitter(pause, self.clock.now())).await;
+        };
         let skew = Skew::measure(t_send, t_recv, &body)
             .map_err(|detail| RestError::Unavailable { detail })?;
         *self

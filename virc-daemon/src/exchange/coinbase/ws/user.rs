@@ -141,6 +141,8 @@ where
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     poll.tick().await;
     let mut subscribed = false;
+    // Silence is measured from the last frame, whatever else wakes the loop.
+    let mut last_frame = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
             () = stop.cancelled() => {
@@ -153,21 +155,22 @@ where
                 }
                 continue;
             }
-            f = tokio::time::timeout(config.stall, ws.next()) => f,
-        };
-        let text = match frame {
-            Err(_) => {
+            () = tokio::time::sleep_until(last_frame + config.stall) => {
                 return End::Lost(format!(
                     "no message for {} ms (stalled)",
                     config.stall.as_millis()
                 ));
             }
-            Ok(None | Some(Ok(Message::Close(_)))) => {
+            f = ws.next() => f,
+        };
+        last_frame = tokio::time::Instant::now();
+        let text = match frame {
+            None | Some(Ok(Message::Close(_))) => {
                 return End::Lost("the server closed the connection".into());
             }
-            Ok(Some(Err(e))) => return End::Lost(format!("read error: {e}")),
-            Ok(Some(Ok(Message::Text(t)))) => t,
-            Ok(Some(Ok(_))) => continue,
+            Some(Err(e)) => return End::Lost(format!("read error: {e}")),
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
         };
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
             tracing::debug!("Coinbase user feed: a frame that is not JSON, skipped");
