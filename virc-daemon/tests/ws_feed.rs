@@ -45,6 +45,34 @@ fn snapshot(bid: &str, ask: &str) -> String {
     )
 }
 
+/// The event bus (running) and a market actor on the bundled products (to be run).
+fn market(
+    store: &Store,
+    stop: &CancellationToken,
+) -> (
+    virc_daemon::events::EventsHandle,
+    MarketActor,
+    virc_daemon::market::MarketHandle,
+) {
+    let (bus, events) = EventBus::new(
+        store.events(),
+        EventsConfig {
+            fsync: false,
+            ..EventsConfig::default()
+        },
+        Arc::new(SystemClock),
+        stop.clone(),
+    )
+    .unwrap();
+    tokio::spawn(bus.run(stop.clone()));
+    let (actor, market) = MarketActor::new(
+        Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
+        events.clone(),
+        Duration::from_millis(50),
+    );
+    (events, actor, market)
+}
+
 /// Each connection gets the next script, then silence.
 async fn server(scripts: Vec<Vec<String>>, subscribes: Arc<Mutex<Vec<String>>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,23 +126,8 @@ async fn the_feed_reconnects_after_a_stall_and_resyncs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let stop = CancellationToken::new();
-    let (bus, events) = EventBus::new(
-        store.events(),
-        EventsConfig {
-            fsync: false,
-            ..EventsConfig::default()
-        },
-        Arc::new(SystemClock),
-        stop.clone(),
-    )
-    .unwrap();
-    tokio::spawn(bus.run(stop.clone()));
+    let (events, actor, market) = market(&store, &stop);
     let log = TradeLog::open(&store).unwrap();
-    let (actor, market) = MarketActor::new(
-        Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
-        events.clone(),
-        Duration::from_millis(50),
-    );
     let actor = actor.with_recorder(Recorder::new(
         log.clone(),
         Retention {
@@ -279,22 +292,7 @@ async fn a_full_channel_gap_resyncs_the_book_and_the_tape() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let stop = CancellationToken::new();
-    let (bus, events) = EventBus::new(
-        store.events(),
-        EventsConfig {
-            fsync: false,
-            ..EventsConfig::default()
-        },
-        Arc::new(SystemClock),
-        stop.clone(),
-    )
-    .unwrap();
-    tokio::spawn(bus.run(stop.clone()));
-    let (actor, market) = MarketActor::new(
-        Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
-        events.clone(),
-        Duration::from_millis(50),
-    );
+    let (events, actor, market) = market(&store, &stop);
     tokio::spawn(actor.run(stop.clone()));
     let signer = virc_daemon::exchange::coinbase::http::signer::Signer::new(
         &common::emulator_account().credentials(),

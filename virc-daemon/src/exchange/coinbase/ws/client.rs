@@ -343,6 +343,17 @@ async fn resync(
             }
         }
     }
+    gap_event(config, product, channel, expected, received).await;
+}
+
+/// A `feed_gap` event: what was expected on `channel`, and what came.
+async fn gap_event(
+    config: &FeedConfig,
+    product: &str,
+    channel: &str,
+    expected: u64,
+    received: u64,
+) {
     if let Some(events) = &config.events {
         events
             .emit(Draft {
@@ -442,20 +453,7 @@ async fn backfill(
         backfilled = n,
         "Missed trades back-filled from REST"
     );
-    if let Some(events) = &config.events {
-        events
-            .emit(Draft {
-                bot_id: String::new(),
-                product_id: product.to_owned(),
-                payload: Payload::FeedGap(pb::FeedGap {
-                    exchange: String::new(),
-                    channel: "matches".into(),
-                    expected: after + 1,
-                    received: before,
-                }),
-            })
-            .await;
-    }
+    gap_event(config, product, "matches", after + 1, before).await;
 }
 
 /// A trade of `GET /products/{id}/trades`.
