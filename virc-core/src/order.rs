@@ -638,6 +638,28 @@ pub struct Order {
 }
 
 impl Order {
+    /// An order just accepted: pending, nothing filled yet.
+    pub fn accepted(
+        id: OrderId,
+        new: NewOrder,
+        product_id: String,
+        created_at: i64,
+        expire_at: Option<i64>,
+    ) -> Self {
+        Self {
+            id,
+            new,
+            product_id,
+            status: OrderStatus::Pending,
+            filled_size: Size::ZERO,
+            executed_value: Funds::ZERO,
+            fill_fees: Funds::ZERO,
+            created_at,
+            expire_at,
+            done_at: None,
+        }
+    }
+
     /// Applies a lifecycle event, or explains why it cannot happen.
     pub fn apply(&mut self, event: &OrderEvent) -> Result<(), TransitionError> {
         self.status = self.status.transition(event)?;

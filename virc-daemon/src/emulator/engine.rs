@@ -236,18 +236,7 @@ impl Engine {
             _ => None,
         };
         let rec = OrderRec {
-            order: Order {
-                id,
-                new: order,
-                product_id: product_id.clone(),
-                status: OrderStatus::Pending,
-                filled_size: Size::ZERO,
-                executed_value: Funds::ZERO,
-                fill_fees: Funds::ZERO,
-                created_at: now,
-                expire_at,
-                done_at: None,
-            },
+            order: Order::accepted(id, order, product_id.clone(), now, expire_at),
             user,
             specified_funds,
         };

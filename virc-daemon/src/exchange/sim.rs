@@ -566,18 +566,7 @@ impl SimExchange {
         self.next_key += 1;
         let k = self.next_key;
         let view = OrderView {
-            order: Order {
-                id,
-                new: order,
-                product_id: product_id.clone(),
-                status: OrderStatus::Pending,
-                filled_size: Size::ZERO,
-                executed_value: Funds::ZERO,
-                fill_fees: Funds::ZERO,
-                created_at: now,
-                expire_at: None,
-                done_at: None,
-            },
+            order: Order::accepted(id, order, product_id.clone(), now, None),
             reason: String::new(),
             bot,
         };
