@@ -63,42 +63,46 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
         text: text.to_owned(),
         why,
     };
-    let body = text.strip_prefix('-').unwrap_or(text);
+    let body = text.strip_prefix('-').unwrap_or(text).as_bytes();
     if body.is_empty() {
         return Err(bad("empty"));
     }
-    let (int, frac) = match body.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (body, None),
+    // One pass over the digits (this is on the feed's hot path): the
+    // mantissa is accumulated as the text is checked; up to 28 digits
+    // always fit Decimal's 96 bits, so the value is built directly, and
+    // longer texts (and negative zero) go through rust_decimal.
+    let mut mantissa: i128 = 0;
+    let mut digits = 0_usize;
+    let mut push = |c: u8| {
+        if digits < 29 {
+            mantissa = mantissa * 10 + i128::from(c - b'0');
+        }
+        digits += 1;
     };
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+    let int_len = body.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 || body.get(int_len).is_some_and(|&c| c != b'.') {
         return Err(bad("expected digits before the decimal point"));
     }
-    if int.len() > 1 && int.starts_with('0') {
+    if int_len > 1 && body[0] == b'0' {
         return Err(bad("leading zeros"));
     }
-    if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(bad("expected digits after the decimal point"));
-    }
-    // The digits are checked: up to 28 of them always fit Decimal's 96-bit
-    // mantissa, so the value is built directly (this is on the feed's hot
-    // path); longer texts and negative zero go through rust_decimal.
-    let frac = frac.unwrap_or("");
-    let negative = body.len() != text.len();
-    if int.len() + frac.len() <= 28 {
-        let mantissa = int
-            .bytes()
-            .chain(frac.bytes())
-            .fold(0_i128, |m, b| m * 10 + i128::from(b - b'0'));
-        if !(negative && mantissa == 0)
-            && let Ok(scale) = u32::try_from(frac.len())
-            && let Ok(d) = Decimal::try_from_i128_with_scale(
-                if negative { -mantissa } else { mantissa },
-                scale,
-            )
-        {
-            return Ok(d);
+    body[..int_len].iter().for_each(|&c| push(c));
+    let mut scale = 0_u32;
+    if int_len < body.len() {
+        let frac = &body[int_len + 1..];
+        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+            return Err(bad("expected digits after the decimal point"));
         }
+        frac.iter().for_each(|&c| push(c));
+        scale = u32::try_from(frac.len()).unwrap_or(u32::MAX);
+    }
+    let negative = body.len() != text.len();
+    if digits <= 28
+        && !(negative && mantissa == 0)
+        && let Ok(d) =
+            Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale)
+    {
+        return Ok(d);
     }
     Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
 }

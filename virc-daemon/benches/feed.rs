@@ -7,7 +7,7 @@
 //! and the ratio of the typed parse (+ apply) to sonic-rs in the same run;
 //! then the cost of signing one REST request.
 //! Run with `cargo bench -p virc-daemon --bench feed`
-//! (`VIRC_BENCH_PROFILE=1` runs only virc's l2update parse, for a profiler).
+//! (`VIRC_BENCH_PROFILE=l2update` runs only virc's parse of those frames, for a profiler).
 #![allow(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
@@ -53,10 +53,11 @@ fn main() {
             }
         }
     }
-    // `VIRC_BENCH_PROFILE=1`: only virc's l2update parse, for a while, for `perf record`.
-    if std::env::var_os("VIRC_BENCH_PROFILE").is_some() {
-        let frames = &by_type["l2update"];
-        for _ in 0..300 {
+    // `VIRC_BENCH_PROFILE=l2update|match|ticker`: only virc's parse of those
+    // frames, for a while, for `perf record`.
+    if let Ok(kind) = std::env::var("VIRC_BENCH_PROFILE") {
+        let frames = &by_type[kind.as_str()];
+        for _ in 0..(3_000_000 / frames.len()) {
             for f in frames {
                 black_box(parse(f).unwrap());
             }

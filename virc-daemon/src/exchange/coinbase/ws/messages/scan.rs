@@ -101,6 +101,15 @@ impl<'a> Cursor<'a> {
 
     /// `Option<Vec<[&str; N]>>`: an array of arrays of exactly N strings, or `null`.
     fn opt_rows<const N: usize>(&mut self) -> Option<Option<Vec<[&'a str; N]>>> {
+        self.opt_rows_map(Some)
+    }
+
+    /// As [`Cursor::opt_rows`], each row turned into a `T` as it is read
+    /// (one allocation); a row `f` refuses gives up.
+    fn opt_rows_map<const N: usize, T>(
+        &mut self,
+        mut f: impl FnMut([&'a str; N]) -> Option<T>,
+    ) -> Option<Option<Vec<T>>> {
         if self.null() {
             return Some(None);
         }
@@ -121,7 +130,7 @@ impl<'a> Cursor<'a> {
                 *cell = self.string()?;
             }
             self.eat(b']')?;
-            rows.push(row);
+            rows.push(f(row)?);
             self.skip_ws();
             match self.peek()? {
                 b',' => self.at += 1,
@@ -137,21 +146,14 @@ impl<'a> Cursor<'a> {
     /// `changes` as typed level-2 changes, or `null`; a row it cannot type
     /// gives up.
     fn opt_changes(&mut self) -> Option<Option<Vec<L2Change>>> {
-        if self.null() {
-            return Some(None);
-        }
-        let rows = self.opt_rows::<3>()??;
-        rows.into_iter()
-            .map(|[s, p, q]| {
-                let side = match s {
-                    "buy" => Side::Buy,
-                    "sell" => Side::Sell,
-                    _ => return None,
-                };
-                Some((side, Price::parse(p).ok()?, Size::parse(q).ok()?))
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(Some)
+        self.opt_rows_map(|[s, p, q]| {
+            let side = match s {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                _ => return None,
+            };
+            Some((side, Price::parse(p).ok()?, Size::parse(q).ok()?))
+        })
     }
 
     /// Skips a value of a field we do not read: a string, number, literal,
