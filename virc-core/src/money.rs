@@ -86,14 +86,18 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
     if int_len > 1 && body[0] == b'0' {
         return Err(bad("leading zeros"));
     }
-    body[..int_len].iter().for_each(|&c| push(c));
+    for &c in &body[..int_len] {
+        push(c);
+    }
     let mut scale = 0_u32;
     if int_len < body.len() {
         let frac = &body[int_len + 1..];
         if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
             return Err(bad("expected digits after the decimal point"));
         }
-        frac.iter().for_each(|&c| push(c));
+        for &c in frac {
+            push(c);
+        }
         scale = u32::try_from(frac.len()).unwrap_or(u32::MAX);
     }
     let negative = body.len() != text.len();
