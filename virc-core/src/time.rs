@@ -81,7 +81,10 @@ fn nanos_of(b: &[u8]) -> Option<i64> {
     let rest = &b[19..];
     let (frac, zone) = match rest.split_first() {
         Some((b'.', r)) => {
-            let end = r.iter().position(|c| !c.is_ascii_digit()).unwrap_or(r.len());
+            let end = r
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(r.len());
             if end == 0 {
                 return None;
             }
