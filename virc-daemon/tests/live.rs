@@ -423,39 +423,32 @@ async fn kill_9_on_the_live_connector_loses_and_duplicates_no_order() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ch = ready(&sock).await;
-    let stopped = BotsClient::new(ch.clone())
+    BotsClient::new(ch.clone())
         .stop_all(pb::StopAllBotsRequest {})
         .await
-        .unwrap()
-        .into_inner()
-        .bots;
-    if stopped.len() != 3 {
-        let all = BotsClient::new(ch.clone())
-            .list(pb::ListBotsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .bots;
-        let mut histories = String::new();
-        for b in &all {
-            let full = bot(&ch, &b.name).await;
-            let _ = writeln!(histories, "--- {} {:?}", b.name, full.pnl);
-            for h in full.history.iter().rev() {
-                let _ = writeln!(histories, "{}", h.description);
-            }
-        }
-        let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
-        panic!(
-            "every bot came back running: {:#?}\n{histories}\n--- last daemon log ---\n{log}",
-            all.iter()
-                .map(|b| (&b.name, b.status, &b.status_reason))
-                .collect::<Vec<_>>()
-        );
-    }
+        .unwrap();
+    // Every bot is stopped, or failed because the exchange (here virc's
+    // check of its reservation) refused an order: a bot whose buy crossed
+    // the moving market paid the taker fee, its cycle lost money, and its
+    // reservation no longer pays for the next buy. Both are legitimate
+    // ends; what must hold is the record.
     let mut total = 0;
-    for b in &stopped {
-        assert_eq!(b.status, pb::BotStatus::Stopped as i32, "{b:?}");
-        total += common::check_bot(&ch, b).await;
+    for name in ["a", "b", "c"] {
+        let b = bot(&ch, name).await;
+        let refused = b.status == pb::BotStatus::Failed as i32
+            && b.status_reason == "order refused: Insufficient funds";
+        if b.status != pb::BotStatus::Stopped as i32 && !refused {
+            let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+            let mut history = String::new();
+            for h in b.history.iter().rev() {
+                let _ = writeln!(history, "{}", h.description);
+            }
+            panic!(
+                "bot {name} ended {:?} ({}):\n{history}\n--- last daemon log ---\n{log}",
+                b.status, b.status_reason
+            );
+        }
+        total += common::check_bot(&ch, &b).await;
     }
     eprintln!("{total} cycles completed across {rounds} crashes");
     // Coinbase's side: one order per client id, and nothing left on hold.
