@@ -470,13 +470,12 @@ impl CoinbaseExchange {
 
     /// The order as last reported, without asking Coinbase (for list views).
     pub fn cached(&self, target: Target) -> Option<OrderView> {
-        self.known
-            .values()
-            .find(|k| match target {
-                Target::Id(id) => k.view.order.id == id,
-                Target::Client(c) => k.view.client_oid() == Some(c),
-            })
-            .map(|k| k.view.clone())
+        match target {
+            Target::Id(id) => self.known.get(&id),
+            // Open orders are few; a client id is found by looking at each.
+            Target::Client(c) => self.known.values().find(|k| k.view.client_oid() == Some(c)),
+        }
+        .map(|k| k.view.clone())
     }
 
     async fn fetch_fills(&mut self, order: OrderId) -> Result<Vec<Fill>, ExchangeError> {
