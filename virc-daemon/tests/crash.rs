@@ -86,30 +86,15 @@ async fn kill_9_at_random_moments_loses_and_duplicates_no_order() {
 
     let mut daemon = spawn(dir.path());
     let ch = ready(&sock).await;
-    let mut bots = BotsClient::new(ch);
+    let mut bots = BotsClient::new(ch.clone());
     for (name, size, buy, sell) in [
         ("a", "0.1", "95.00", "105.00"),
         ("b", "0.06", "96.50", "103.50"),
         ("c", "0.2", "94.00", "106.00"),
     ] {
-        bots.create(pb::CreateBotRequest {
-            spec: Some(pb::BotSpec {
-                name: name.into(),
-                exchange: String::new(),
-                kind: Some(Kind::Range(pb::RangeSpec {
-                    product_id: "BTC-USD".into(),
-                    size: size.into(),
-                    buy_price: buy.into(),
-                    sell_price: sell.into(),
-                    r#loop: true,
-                    begin_with_sell: false,
-                    force: false,
-                })),
-            }),
-            if_absent: false,
-        })
-        .await
-        .unwrap();
+        common::create_range(&ch, "", name, size, buy, sell)
+            .await
+            .unwrap();
     }
     let grid = Kind::Grid(pb::GridSpec {
         product_id: "BTC-USD".into(),

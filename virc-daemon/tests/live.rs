@@ -151,35 +151,6 @@ async fn connection_states(ch: &Channel) -> Vec<String> {
     states
 }
 
-/// Asks the daemon for a looping range bot `name` on `live`.
-async fn create_range(
-    ch: &Channel,
-    name: &str,
-    size: &str,
-    buy: &str,
-    sell: &str,
-) -> Result<pb::CreateBotResponse, tonic::Status> {
-    BotsClient::new(ch.clone())
-        .create(pb::CreateBotRequest {
-            spec: Some(pb::BotSpec {
-                name: name.into(),
-                exchange: "live".into(),
-                kind: Some(Kind::Range(pb::RangeSpec {
-                    product_id: "BTC-USD".into(),
-                    size: size.into(),
-                    buy_price: buy.into(),
-                    sell_price: sell.into(),
-                    r#loop: true,
-                    begin_with_sell: false,
-                    force: false,
-                })),
-            }),
-            if_absent: false,
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// The test account's orders on the emulator, every status.
 fn orders(em: &Emulator) -> Vec<Value> {
     em.shared
@@ -216,7 +187,7 @@ async fn a_range_bot_trades_through_the_live_connector_and_survives_every_fault(
 
     wait_up(&ch).await;
 
-    create_range(&ch, "swing", "0.1", "445.00", "455.00")
+    common::create_range(&ch, "live", "swing", "0.1", "445.00", "455.00")
         .await
         .unwrap();
     wait_open(&em, 1).await;
@@ -410,7 +381,9 @@ async fn kill_9_on_the_live_connector_loses_and_duplicates_no_order() {
         ("b", "447.00", "451.00"),
         ("c", "449.00", "453.00"),
     ] {
-        create_range(&ch, name, "0.05", buy, sell).await.unwrap();
+        common::create_range(&ch, "live", name, "0.05", buy, sell)
+            .await
+            .unwrap();
     }
     for round in 0..rounds {
         let wait = rng.between(300, 1500);
@@ -564,7 +537,7 @@ async fn an_unreachable_connection_is_reported_and_refuses_bots_clearly() {
         state.starts_with("down: ") && state.contains("127.0.0.1:9"),
         "{state}"
     );
-    let err = create_range(&ch, "swing", "0.1", "445.00", "455.00")
+    let err = common::create_range(&ch, "live", "swing", "0.1", "445.00", "455.00")
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");

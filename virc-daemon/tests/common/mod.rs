@@ -296,3 +296,34 @@ impl Rng {
         lo + self.next() % (hi - lo)
     }
 }
+
+/// Asks the daemon for a looping range bot `name` on BTC-USD, on `exchange`
+/// (empty: the default one).
+pub async fn create_range(
+    ch: &Channel,
+    exchange: &str,
+    name: &str,
+    size: &str,
+    buy: &str,
+    sell: &str,
+) -> Result<pb::CreateBotResponse, tonic::Status> {
+    virc_proto::v1::bots_client::BotsClient::new(ch.clone())
+        .create(pb::CreateBotRequest {
+            spec: Some(pb::BotSpec {
+                name: name.into(),
+                exchange: exchange.into(),
+                kind: Some(pb::bot_spec::Kind::Range(pb::RangeSpec {
+                    product_id: "BTC-USD".into(),
+                    size: size.into(),
+                    buy_price: buy.into(),
+                    sell_price: sell.into(),
+                    r#loop: true,
+                    begin_with_sell: false,
+                    force: false,
+                })),
+            }),
+            if_absent: false,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
