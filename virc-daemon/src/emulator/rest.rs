@@ -372,3 +372,26 @@ fn route(
         _ => return Err(not_found()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Buckets;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_serves_its_burst_then_refills_at_its_rate() {
+        let b = Buckets::default();
+        let limit = (10.0, 15.0);
+        assert!((0..15).all(|_| b.take(0, 0, limit)), "the burst");
+        assert!(!b.take(0, 0, limit), "then a 429");
+        assert!(
+            b.take(1, 7, limit),
+            "another class or account has its own bucket"
+        );
+        tokio::time::advance(std::time::Duration::from_millis(250)).await;
+        assert!(
+            (0..2).all(|_| b.take(0, 0, limit)),
+            "2.5 tokens after 250 ms"
+        );
+        assert!(!b.take(0, 0, limit));
+    }
+}
