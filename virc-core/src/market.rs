@@ -181,28 +181,6 @@ pub struct Candle {
 }
 
 impl Candle {
-    fn new(start: i64, price: Decimal) -> Self {
-        Self {
-            start,
-            open: price,
-            high: price,
-            low: price,
-            close: price,
-            volume: Decimal::ZERO,
-            quote_volume: Decimal::ZERO,
-            trades: 0,
-        }
-    }
-
-    fn add(&mut self, price: Decimal, size: Decimal) {
-        self.high = self.high.max(price);
-        self.low = self.low.min(price);
-        self.close = price;
-        self.volume += size;
-        self.quote_volume += price * size;
-        self.trades += 1;
-    }
-
     /// Percent change from open to close.
     pub fn change_pct(&self) -> Decimal {
         pct(self.open, self.close)
@@ -210,15 +188,159 @@ impl Candle {
 
     /// Volume-weighted average price; `None` for an empty candle.
     pub fn vwap(&self) -> Option<Decimal> {
-        (!self.volume.is_zero()).then(|| self.quote_volume / self.volume)
+        if self.volume.is_zero() {
+            return None;
+        }
+        self.quote_volume.checked_div(self.volume)
     }
 }
 
 fn pct(from: Decimal, to: Decimal) -> Decimal {
     if from.is_zero() {
-        Decimal::ZERO
-    } else {
-        ((to - from) / from * Decimal::ONE_HUNDRED).round_dp(4)
+        return Decimal::ZERO;
+    }
+    (to - from)
+        .checked_div(from)
+        .and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED))
+        .map_or(Decimal::ZERO, |r| r.round_dp(4))
+}
+
+/// Most decimal places the analyst keeps for a price or a size. Coinbase's
+/// increments stop at 8; digits beyond this are rounded off.
+pub const MAX_SCALE: u32 = 18;
+
+/// Nanoseconds in the analyst's finest bucket, one second of exchange time.
+const SECOND: i64 = 1_000_000_000;
+
+/// The integer scales (decimal places) prices and sizes are counted in.
+///
+/// Every live aggregate counts in integer units at these scales, so a trade
+/// costs a few integer operations instead of `Decimal` arithmetic; values
+/// become `Decimal`s again only when a candle closes or someone reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scale {
+    price: u32,
+    size: u32,
+}
+
+impl Scale {
+    fn price(self, units: i64) -> Decimal {
+        Decimal::new(units, self.price)
+    }
+
+    fn size(self, units: i128) -> Decimal {
+        decimal(units, self.size)
+    }
+
+    fn quote(self, units: i128) -> Decimal {
+        decimal(units, self.price + self.size)
+    }
+}
+
+/// `units × 10^-scale` as a `Decimal`, dropping (rounded) low digits when it
+/// has more than a `Decimal` holds. Only quote sums at combined scales can
+/// need that, and only past 28 significant digits.
+fn decimal(mut units: i128, mut scale: u32) -> Decimal {
+    loop {
+        if scale <= 28
+            && let Ok(d) = Decimal::try_from_i128_with_scale(units, scale)
+        {
+            return d;
+        }
+        if scale == 0 {
+            return if units < 0 { Decimal::MIN } else { Decimal::MAX };
+        }
+        let rem = units % 10;
+        units = units / 10 + i128::from(rem >= 5) - i128::from(rem <= -5);
+        scale -= 1;
+    }
+}
+
+/// Integer powers of ten that fit an `i64`, for rescaling units.
+fn pow10(exp: u32) -> Option<i64> {
+    10i64.checked_pow(exp)
+}
+
+/// An OHLCV aggregate in integer units: the live candle of a period, one
+/// bucket of a rolling window, or the pending second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Agg {
+    start: i64,
+    open: i64,
+    high: i64,
+    low: i64,
+    close: i64,
+    volume: i128,
+    quote: i128,
+    trades: u64,
+}
+
+impl Agg {
+    fn first(start: i64, price: i64, size: i64) -> Self {
+        Self {
+            start,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: i128::from(size),
+            quote: i128::from(price) * i128::from(size),
+            trades: 1,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, price: i64, size: i64) {
+        self.high = self.high.max(price);
+        self.low = self.low.min(price);
+        self.close = price;
+        // Sums saturate instead of wrapping: 1.7 × 10^38 units is beyond any
+        // market, and a wrong-but-huge figure beats a panic on a bad feed.
+        self.volume = self.volume.saturating_add(i128::from(size));
+        self.quote = self
+            .quote
+            .saturating_add(i128::from(price) * i128::from(size));
+        self.trades += 1;
+    }
+
+    fn merge(&mut self, o: &Agg) {
+        self.high = self.high.max(o.high);
+        self.low = self.low.min(o.low);
+        self.close = o.close;
+        self.volume = self.volume.saturating_add(o.volume);
+        self.quote = self.quote.saturating_add(o.quote);
+        self.trades += o.trades;
+    }
+
+    /// This aggregate counted at scales `by_price` and `by_size` digits
+    /// finer; `None` if a value would no longer fit.
+    fn rescaled(&self, by_price: u32, by_size: u32) -> Option<Self> {
+        let p = pow10(by_price)?;
+        let s = i128::from(pow10(by_size)?);
+        let q = i128::from(p).checked_mul(s)?;
+        Some(Self {
+            start: self.start,
+            open: self.open.checked_mul(p)?,
+            high: self.high.checked_mul(p)?,
+            low: self.low.checked_mul(p)?,
+            close: self.close.checked_mul(p)?,
+            volume: self.volume.checked_mul(s)?,
+            quote: self.quote.checked_mul(q)?,
+            trades: self.trades,
+        })
+    }
+
+    fn candle(&self, sc: Scale) -> Candle {
+        Candle {
+            start: self.start,
+            open: sc.price(self.open),
+            high: sc.price(self.high),
+            low: sc.price(self.low),
+            close: sc.price(self.close),
+            volume: sc.size(self.volume),
+            quote_volume: sc.quote(self.quote),
+            trades: self.trades,
+        }
     }
 }
 
@@ -309,12 +431,13 @@ struct Averages {
     bands: Option<(Decimal, Decimal, Decimal)>,
 }
 
-/// SMA, EMA and Bollinger over the last 20 closes, updated in O(1).
+/// SMA, EMA and Bollinger over the last 20 closes, updated in O(1) (σ is
+/// taken over the 20 kept closes at each close, which is cheap at candle
+/// rate and cannot drift or overflow the way a running Σx² can).
 #[derive(Debug, Clone, Default)]
 struct Closes {
     ring: VecDeque<Decimal>,
     sum: Decimal,
-    sum_sq: Decimal,
     ema: Option<Decimal>,
 }
 
@@ -324,12 +447,10 @@ impl Closes {
     fn push(&mut self, close: Decimal) -> Averages {
         self.ring.push_back(close);
         self.sum += close;
-        self.sum_sq += close * close;
         if self.ring.len() > Self::N
             && let Some(old) = self.ring.pop_front()
         {
             self.sum -= old;
-            self.sum_sq -= old * old;
         }
         if self.ring.len() < Self::N {
             return Averages::default();
@@ -343,18 +464,25 @@ impl Closes {
         };
         self.ema = Some(ema);
         // Population variance; floats only for the square root, as DESIGN.md allows for σ.
-        let variance = (self.sum_sq / n - sma * sma).max(Decimal::ZERO);
-        let sigma = variance
-            .to_f64()
-            .map(f64::sqrt)
-            .and_then(Decimal::from_f64_retain)
-            .unwrap_or(Decimal::ZERO);
-        let band = (sigma * Decimal::TWO).round_dp(8);
+        let variance = self
+            .ring
+            .iter()
+            .try_fold(Decimal::ZERO, |acc, x| {
+                let d = *x - sma;
+                acc.checked_add(d.checked_mul(d)?)
+            })
+            .map(|v| v / n);
+        let band = variance.and_then(|v| {
+            v.to_f64()
+                .map(f64::sqrt)
+                .and_then(Decimal::from_f64_retain)
+                .map(|sigma| (sigma * Decimal::TWO).round_dp(8))
+        });
         let sma = sma.round_dp(8);
         Averages {
             sma: Some(sma),
             ema: Some(ema.round_dp(8)),
-            bands: Some((sma, sma + band, sma - band)),
+            bands: band.map(|b| (sma, sma + b, sma - b)),
         }
     }
 }
@@ -363,7 +491,8 @@ impl Closes {
 #[derive(Debug, Clone)]
 pub struct CandleSeries {
     period: Period,
-    current: Option<Candle>,
+    /// The live candle, in units at the analyst's scale.
+    current: Option<Agg>,
     history: VecDeque<(Candle, Indicators)>,
     closes: Closes,
     rsi7: Rsi,
@@ -371,8 +500,7 @@ pub struct CandleSeries {
 }
 
 impl CandleSeries {
-    /// An empty series.
-    pub fn new(period: Period) -> Self {
+    fn new(period: Period) -> Self {
         Self {
             period,
             current: None,
@@ -386,11 +514,6 @@ impl CandleSeries {
     /// The period.
     pub fn period(&self) -> Period {
         self.period
-    }
-
-    /// The candle being built, if any.
-    pub fn current(&self) -> Option<&Candle> {
-        self.current.as_ref()
     }
 
     /// Closed candles with their indicators, oldest first.
@@ -425,37 +548,62 @@ impl CandleSeries {
         self.history.push_back((candle, ind));
     }
 
-    /// Folds one trade in.
-    pub fn on_trade(&mut self, time: i64, price: Decimal, size: Decimal) {
+    /// Closes the live candle if `time` lies past it, with an empty candle
+    /// carrying the last close forward for each bucket without a trade.
+    fn advance(&mut self, time: i64, sc: Scale) {
         let len = self.period.nanos();
+        let Some(c) = self.current else { return };
+        if time < c.start + len {
+            return;
+        }
+        self.current = None;
+        self.close(c.candle(sc));
         let start = time - time.rem_euclid(len);
-        match self.current {
-            Some(mut c) if c.start == start => {
-                c.add(price, size);
-                self.current = Some(c);
-            }
-            Some(c) if start > c.start => {
-                self.close(c);
-                let mut gap = c.start + len;
-                while gap < start {
-                    // Empty buckets carry the last close forward.
-                    self.close(Candle::new(gap, c.close));
-                    gap += len;
-                }
-                let mut next = Candle::new(start, price);
-                next.add(price, size);
-                self.current = Some(next);
-            }
-            Some(mut c) => {
-                // Late trade (time before the current bucket): fold into the current candle.
-                c.add(price, size);
-                self.current = Some(c);
-            }
+        let close = sc.price(c.close);
+        let mut gap = c.start + len;
+        while gap < start {
+            self.close(Candle {
+                start: gap,
+                open: close,
+                high: close,
+                low: close,
+                close,
+                volume: Decimal::ZERO,
+                quote_volume: Decimal::ZERO,
+                trades: 0,
+            });
+            gap += len;
+        }
+    }
+
+    /// Folds a finished second into the live candle.
+    fn fold(&mut self, second: &Agg, sc: Scale) {
+        self.advance(second.start, sc);
+        match &mut self.current {
+            Some(c) => c.merge(second),
             None => {
-                let mut next = Candle::new(start, price);
-                next.add(price, size);
-                self.current = Some(next);
+                let len = self.period.nanos();
+                self.current = Some(Agg {
+                    start: second.start - second.start.rem_euclid(len),
+                    ..*second
+                });
             }
+        }
+    }
+
+    /// The live candle with `pending` (a second not yet folded) included.
+    fn live(&self, pending: Option<&Agg>) -> Option<Agg> {
+        let len = self.period.nanos();
+        match (self.current, pending) {
+            (Some(mut c), Some(p)) if p.start < c.start + len => {
+                c.merge(p);
+                Some(c)
+            }
+            (_, Some(p)) => Some(Agg {
+                start: p.start - p.start.rem_euclid(len),
+                ..*p
+            }),
+            (c, None) => c,
         }
     }
 }
@@ -481,15 +629,14 @@ pub struct WindowStats {
 
 /// A rolling window over 60 fixed buckets.
 #[derive(Debug, Clone)]
-pub struct RollingWindow {
+struct RollingWindow {
     window: Window,
     bucket: i64,
-    buckets: VecDeque<Candle>,
+    buckets: VecDeque<Agg>,
 }
 
 impl RollingWindow {
-    /// An empty window.
-    pub fn new(window: Window) -> Self {
+    fn new(window: Window) -> Self {
         Self {
             window,
             bucket: window.nanos() / 60,
@@ -497,22 +644,14 @@ impl RollingWindow {
         }
     }
 
-    /// Folds one trade in.
-    pub fn on_trade(&mut self, time: i64, price: Decimal, size: Decimal) {
-        let start = time - time.rem_euclid(self.bucket);
+    /// Folds a finished second in and drops buckets that left the window.
+    fn fold(&mut self, second: &Agg) {
+        let start = second.start - second.start.rem_euclid(self.bucket);
         match self.buckets.back_mut() {
-            Some(b) if b.start >= start => b.add(price, size),
-            _ => {
-                let mut b = Candle::new(start, price);
-                b.add(price, size);
-                self.buckets.push_back(b);
-            }
+            Some(b) if b.start >= start => b.merge(second),
+            _ => self.buckets.push_back(Agg { start, ..*second }),
         }
-        self.evict(time);
-    }
-
-    fn evict(&mut self, now: i64) {
-        let edge = now - self.window.nanos();
+        let edge = second.start - self.window.nanos();
         while self
             .buckets
             .front()
@@ -522,37 +661,46 @@ impl RollingWindow {
         }
     }
 
-    /// Statistics as of `now`; `None` when no trade is in the window.
-    pub fn stats(&self, now: i64) -> Option<WindowStats> {
+    /// Statistics as of `now`, with `pending` (a second not yet folded)
+    /// included; `None` when no trade is in the window.
+    fn stats(&self, now: i64, pending: Option<&Agg>, sc: Scale) -> Option<WindowStats> {
         let edge = now - self.window.nanos();
-        let mut live = self.buckets.iter().filter(|b| b.start + self.bucket > edge);
+        let mut live = self
+            .buckets
+            .iter()
+            .chain(pending)
+            .filter(|b| b.start - b.start.rem_euclid(self.bucket) + self.bucket > edge);
         let first = *live.next()?;
         let mut acc = first;
         for b in live {
-            acc.high = acc.high.max(b.high);
-            acc.low = acc.low.min(b.low);
-            acc.close = b.close;
-            acc.volume += b.volume;
-            acc.quote_volume += b.quote_volume;
-            acc.trades += b.trades;
+            acc.merge(b);
         }
+        let c = acc.candle(sc);
         Some(WindowStats {
-            low: acc.low,
-            high: acc.high,
-            volume: acc.volume,
-            range: acc.high - acc.low,
-            change_pct: pct(first.open, acc.close),
-            vwap: acc.vwap().map_or(acc.close, |v| v.round_dp(8)),
-            trades: acc.trades,
+            low: c.low,
+            high: c.high,
+            volume: c.volume,
+            range: c.high - c.low,
+            change_pct: pct(c.open, c.close),
+            vwap: c.vwap().map_or(c.close, |v| v.round_dp(8)),
+            trades: c.trades,
         })
     }
 }
 
 /// Everything the analyst knows about one product.
+///
+/// Trades are summed into the pending second in integer units; each second
+/// is folded once into every period and window when the next one begins.
+/// That keeps a trade's cost to a handful of integer operations whatever
+/// the number of periods and windows, and gives exactly the figures a
+/// per-trade fold would (aggregation is associative).
 #[derive(Debug, Clone)]
 pub struct Analyst {
     series: Vec<CandleSeries>,
     windows: Vec<RollingWindow>,
+    pending: Option<Agg>,
+    scale: Scale,
     last: Option<Trade>,
 }
 
@@ -568,12 +716,15 @@ impl Analyst {
         Self {
             series: Period::ALL.iter().map(|p| CandleSeries::new(*p)).collect(),
             windows: Window::ALL.iter().map(|w| RollingWindow::new(*w)).collect(),
+            pending: None,
+            scale: Scale { price: 0, size: 0 },
             last: None,
         }
     }
 
     /// Folds a trade into every candle period and window. Returns false for
-    /// a duplicate (trade id not above the last seen).
+    /// a duplicate (trade id not above the last seen), and for a trade whose
+    /// price or size does not fit 9.2 × 10^18 units of the analyst's scale.
     pub fn on_trade(&mut self, trade: &Trade) -> bool {
         let time = match self.last {
             Some(last) if trade.trade_id <= last.trade_id => return false,
@@ -581,13 +732,114 @@ impl Analyst {
             None => trade.time,
         };
         let (price, size) = (trade.price.get(), trade.size.get());
-        for s in &mut self.series {
-            s.on_trade(time, price, size);
-        }
-        for w in &mut self.windows {
-            w.on_trade(time, price, size);
+        let units = match (
+            units_at(price, self.scale.price),
+            units_at(size, self.scale.size),
+        ) {
+            (Some(p), Some(s)) => (p, s),
+            _ => match self.units_slow(price, size) {
+                Some(u) => u,
+                None => return false,
+            },
+        };
+        match &mut self.pending {
+            Some(p) if time < p.start + SECOND => p.add(units.0, units.1),
+            _ => {
+                self.flush(time);
+                self.pending = Some(Agg::first(time - time.rem_euclid(SECOND), units.0, units.1));
+            }
         }
         self.last = Some(Trade { time, ..*trade });
+        true
+    }
+
+    /// Folds the pending second into every period and window, and closes
+    /// the candles that `time` lies past.
+    fn flush(&mut self, time: i64) {
+        let sc = self.scale;
+        if let Some(p) = self.pending.take() {
+            for s in &mut self.series {
+                s.fold(&p, sc);
+            }
+            for w in &mut self.windows {
+                w.fold(&p);
+            }
+        }
+        for s in &mut self.series {
+            s.advance(time, sc);
+        }
+    }
+
+    /// A trade's units when it has more decimal places than the analyst
+    /// counts in: the scale is raised (and every live aggregate rescaled) as
+    /// far towards the trade's as fits, up to [`MAX_SCALE`]; digits beyond
+    /// that are rounded off.
+    fn units_slow(&mut self, price: Decimal, size: Decimal) -> Option<(i64, i64)> {
+        // Trailing zeros past the limit are not precision; keep the scale the
+        // exchange writes otherwise, so figures read back as it prints them.
+        let trim = |d: Decimal| if d.scale() > MAX_SCALE { d.normalize() } else { d };
+        let (price, size) = (trim(price), trim(size));
+        let mut p = price.scale().min(MAX_SCALE);
+        while p > self.scale.price
+            && !(units_at(price.round_dp(p), p).is_some()
+                && self.rescale(Scale { price: p, ..self.scale }))
+        {
+            p -= 1;
+        }
+        let mut z = size.scale().min(MAX_SCALE);
+        while z > self.scale.size
+            && !(units_at(size.round_dp(z), z).is_some()
+                && self.rescale(Scale { size: z, ..self.scale }))
+        {
+            z -= 1;
+        }
+        let sc = self.scale;
+        Some((
+            units_at(price.round_dp(sc.price), sc.price)?,
+            units_at(size.round_dp(sc.size), sc.size)?,
+        ))
+    }
+
+    /// Moves every live aggregate to `want`; false (and nothing changed) if
+    /// one would overflow.
+    fn rescale(&mut self, want: Scale) -> bool {
+        let (dp, ds) = (want.price - self.scale.price, want.size - self.scale.size);
+        let fit = |a: &Option<Agg>| match a {
+            Some(a) => a.rescaled(dp, ds).map(Some),
+            None => Some(None),
+        };
+        let Some(pending) = fit(&self.pending) else {
+            return false;
+        };
+        let Some(current) = self
+            .series
+            .iter()
+            .map(|s| fit(&s.current))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        let Some(buckets) = self
+            .windows
+            .iter()
+            .map(|w| {
+                w.buckets
+                    .iter()
+                    .map(|b| b.rescaled(dp, ds))
+                    .collect::<Option<VecDeque<_>>>()
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        self.pending = pending;
+        for (s, c) in self.series.iter_mut().zip(current) {
+            s.current = c;
+        }
+        for (w, b) in self.windows.iter_mut().zip(buckets) {
+            w.buckets = b;
+        }
+        self.scale = want;
         true
     }
 
@@ -602,21 +854,48 @@ impl Analyst {
         &self.series[i]
     }
 
+    /// The candle of `period` being built, if any.
+    pub fn current(&self, period: Period) -> Option<Candle> {
+        self.series(period)
+            .live(self.pending.as_ref())
+            .map(|a| a.candle(self.scale))
+    }
+
+    /// One window's statistics as of `now` (exchange time).
+    pub fn window(&self, window: Window, now: i64) -> Option<WindowStats> {
+        self.windows
+            .iter()
+            .find(|w| w.window == window)?
+            .stats(now, self.pending.as_ref(), self.scale)
+    }
+
     /// Every window's statistics as of `now` (exchange time), shortest first.
     pub fn stats(&self, now: i64) -> Vec<(Window, Option<WindowStats>)> {
         self.windows
             .iter()
-            .map(|w| (w.window, w.stats(now)))
+            .map(|w| (w.window, w.stats(now, self.pending.as_ref(), self.scale)))
             .collect()
     }
 
     /// Percent change over the last 24 hours as of `now`.
     pub fn change_24h_pct(&self, now: i64) -> Option<Decimal> {
-        self.windows
-            .iter()
-            .find(|w| w.window == Window::H24)
-            .and_then(|w| w.stats(now))
-            .map(|s| s.change_pct)
+        self.window(Window::H24, now).map(|s| s.change_pct)
+    }
+}
+
+/// `value` in integer units at `scale` decimal places, if it has no more
+/// places than that and fits an `i64`.
+#[inline]
+fn units_at(value: Decimal, scale: u32) -> Option<i64> {
+    let have = value.scale();
+    if have > scale {
+        return None;
+    }
+    let m = i64::try_from(value.mantissa()).ok()?;
+    if have == scale {
+        Some(m)
+    } else {
+        m.checked_mul(pow10(scale - have)?)
     }
 }
 
@@ -672,7 +951,7 @@ impl Values for MarketView<'_> {
                 }
             }
             Source::Window(w) => {
-                let s = a.windows.iter().find(|r| r.window == w)?.stats(now)?;
+                let s = a.window(w, now)?;
                 match var.field {
                     "low" => Some(s.low),
                     "high" => Some(s.high),
@@ -731,7 +1010,7 @@ mod tests {
                 (dec!(90), dec!(90), dec!(0), 0)
             );
         }
-        assert_eq!(a.series(Period::M1).current().unwrap().start, 3 * MIN);
+        assert_eq!(a.current(Period::M1).unwrap().start, 3 * MIN);
         assert!(a.series(Period::M5).history().next().is_none());
     }
 
@@ -743,15 +1022,17 @@ mod tests {
         assert!(!a.on_trade(&trade(4, MIN, dec!(1), dec!(1))));
         assert!(a.on_trade(&trade(6, 0, dec!(2), dec!(1))));
         assert_eq!(a.last().unwrap().time, MIN);
-        assert_eq!(a.series(Period::M1).current().unwrap().volume, dec!(2));
+        assert_eq!(a.current(Period::M1).unwrap().volume, dec!(2));
     }
 
     #[test]
     fn indicators_match_hand_checked_values() {
-        let mut s = CandleSeries::new(Period::M1);
+        let mut a = Analyst::new();
         for i in 0..=21i64 {
-            s.on_trade(i * MIN, Decimal::from(i + 1), dec!(1));
+            let id = u64::try_from(i).unwrap() + 1;
+            a.on_trade(&trade(id, i * MIN, Decimal::from(i + 1), dec!(1)));
         }
+        let s = a.series(Period::M1);
         // Closed candles have closes 1..=21.
         let (_, ind) = s.history().last().unwrap();
         assert_eq!(ind.sma20, Some(dec!(11.5)), "mean of 2..=21");
@@ -775,30 +1056,31 @@ mod tests {
 
     #[test]
     fn rolling_windows_cover_the_recent_past_only() {
-        let mut w = RollingWindow::new(Window::M5);
-        w.on_trade(0, dec!(100), dec!(1));
-        w.on_trade(2 * MIN, dec!(120), dec!(1));
-        w.on_trade(4 * MIN, dec!(110), dec!(2));
-        let s = w.stats(4 * MIN).unwrap();
+        let mut a = Analyst::new();
+        a.on_trade(&trade(1, 0, dec!(100), dec!(1)));
+        a.on_trade(&trade(2, 2 * MIN, dec!(120), dec!(1)));
+        a.on_trade(&trade(3, 4 * MIN, dec!(110), dec!(2)));
+        let w = |now| a.window(Window::M5, now);
+        let s = w(4 * MIN).unwrap();
         assert_eq!(
             (s.low, s.high, s.volume, s.range, s.trades),
             (dec!(100), dec!(120), dec!(4), dec!(20), 3)
         );
         assert_eq!(s.change_pct, dec!(10));
         assert_eq!(s.vwap, dec!(110));
-        let s = w.stats(6 * MIN).unwrap();
+        let s = w(6 * MIN).unwrap();
         assert_eq!(
             (s.low, s.high, s.trades),
             (dec!(110), dec!(120), 2),
             "the trade at 0 min has left the window"
         );
-        let s = w.stats(8 * MIN).unwrap();
+        let s = w(8 * MIN).unwrap();
         assert_eq!(
             (s.low, s.high, s.trades),
             (dec!(110), dec!(110), 1),
             "only the trade at 4 min is left"
         );
-        assert!(w.stats(10 * MIN).is_none());
+        assert!(w(10 * MIN).is_none());
     }
 
     #[test]
@@ -851,5 +1133,102 @@ mod tests {
             ask: None,
         };
         assert!(Var::all().iter().all(|v| nothing.value(v).is_none()));
+    }
+
+    /// Buckets of `len` over `trades` folded one trade at a time in
+    /// `Decimal`s: (start, open, high, low, close, volume, trades).
+    type Naive = (i64, Decimal, Decimal, Decimal, Decimal, Decimal, u64);
+
+    fn naive(trades: &[(i64, Decimal, Decimal)], len: i64) -> Vec<Naive> {
+        let mut out: Vec<Naive> = Vec::new();
+        for &(t, p, z) in trades {
+            let start = t - t.rem_euclid(len);
+            match out.last_mut() {
+                Some(b) if b.0 == start => {
+                    b.2 = b.2.max(p);
+                    b.3 = b.3.min(p);
+                    b.4 = p;
+                    b.5 += z;
+                    b.6 += 1;
+                }
+                _ => out.push((start, p, p, p, p, z, 1)),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Summing each second in integer units, at scales that rise as finer
+        /// prices and sizes arrive, gives exactly what folding every trade
+        /// into every candle and window in `Decimal`s would.
+        #[test]
+        fn prop_integer_seconds_equal_a_per_trade_decimal_fold(
+            steps in proptest::collection::vec(
+                (0i64..3_000_000_000, 1i64..2_000_000, 0u32..6, 1i64..5_000_000, 0u32..9),
+                1..300,
+            ),
+            late in 0i64..400_000_000_000,
+        ) {
+            let mut a = Analyst::new();
+            let mut time = 0;
+            let mut seen = Vec::new();
+            for (i, (dt, pm, ps, sm, ss)) in steps.into_iter().enumerate() {
+                time += dt;
+                let (p, z) = (Decimal::new(pm, ps), Decimal::new(sm, ss));
+                proptest::prop_assert!(a.on_trade(&trade(i as u64 + 1, time, p, z)));
+                seen.push((time, p, z));
+            }
+            for period in [Period::M1, Period::M5] {
+                let want = naive(&seen, period.nanos());
+                let got: Vec<Naive> = a
+                    .series(period)
+                    .history()
+                    .filter(|(c, _)| c.trades > 0)
+                    .chain(a.current(period).iter().map(|c| (c, &Indicators::default())).collect::<Vec<_>>())
+                    .map(|(c, _)| (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades))
+                    .collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+            for w in [Window::M1, Window::M15, Window::H1] {
+                let now = time + late;
+                let bucket = w.nanos() / 60;
+                let inside: Vec<_> = seen
+                    .iter()
+                    .copied()
+                    .filter(|(t, _, _)| t - t.rem_euclid(bucket) + bucket > now - w.nanos())
+                    .collect();
+                let got = a.window(w, now);
+                if inside.is_empty() {
+                    proptest::prop_assert_eq!(got, None);
+                    continue;
+                }
+                let all = naive(&inside, i64::MAX);
+                let (_, open, high, low, close, volume, n) = all[0];
+                let quote: Decimal = inside.iter().map(|(_, p, z)| p * z).sum();
+                let got = got.unwrap();
+                proptest::prop_assert_eq!(
+                    (got.low, got.high, got.volume, got.trades, got.change_pct),
+                    (low, high, volume, n, pct(open, close))
+                );
+                proptest::prop_assert_eq!(got.vwap, (quote / volume).round_dp(8));
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_trades_are_refused_and_extra_digits_rounded() {
+        let mut a = Analyst::new();
+        assert!(a.on_trade(&trade(1, 0, dec!(100.25), dec!(1))));
+        // 79 228 162 514 264 337 593 543 950 335 has no i64 count of units.
+        assert!(!a.on_trade(&trade(2, 1, Decimal::MAX, dec!(1))));
+        assert!(!a.on_trade(&trade(3, 2, dec!(100.25), Decimal::MAX)));
+        // 20 decimal places: 18 (MAX_SCALE) and 17 leave no i64 count of
+        // units for a price of 100, so it is counted, rounded, at 16.
+        let fine = Decimal::from_i128_with_scale(10_012_345_678_901_234_567_891, 20);
+        assert!(a.on_trade(&trade(4, 3, fine, dec!(0.5))));
+        let c = a.current(Period::M1).unwrap();
+        assert_eq!(c.close, dec!(100.1234567890123457));
+        assert_eq!(c.high, dec!(100.25));
+        assert_eq!(a.window(Window::M1, 3).unwrap().low, dec!(100.1234567890123457));
     }
 }
