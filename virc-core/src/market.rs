@@ -18,6 +18,13 @@
 //! - **Rolling windows** keep 60 buckets of `window / 60` each, so memory is
 //!   fixed however many trades arrive; a window covers the last `window`
 //!   to within one bucket at its old edge.
+//! - **Exact integers inside**: prices and sizes are counted in integer
+//!   units at the finest scale seen so far (up to [`MAX_SCALE`] places;
+//!   beyond that, or where a finer scale would not fit an `i64` count, they
+//!   are rounded), so sums are exact and a trade costs a few integer
+//!   operations. Trades are summed per second of exchange time and each
+//!   second is folded once into every candle and window; figures are
+//!   `Decimal`s again wherever they leave the analyst.
 //! - **Order**: a trade whose id is not above the last one seen is a
 //!   duplicate and is ignored; a trade time earlier than the last is treated
 //!   as the last time (exchange clocks do not run backwards within a product).
@@ -248,7 +255,11 @@ fn decimal(mut units: i128, mut scale: u32) -> Decimal {
             return d;
         }
         if scale == 0 {
-            return if units < 0 { Decimal::MIN } else { Decimal::MAX };
+            return if units < 0 {
+                Decimal::MIN
+            } else {
+                Decimal::MAX
+            };
         }
         let rem = units % 10;
         units = units / 10 + i128::from(rem >= 5) - i128::from(rem <= -5);
@@ -646,10 +657,14 @@ impl RollingWindow {
 
     /// Folds a finished second in and drops buckets that left the window.
     fn fold(&mut self, second: &Agg) {
-        let start = second.start - second.start.rem_euclid(self.bucket);
+        // Seconds arrive in order, so the back bucket is the only candidate;
+        // comparing with its end saves a division per fold.
         match self.buckets.back_mut() {
-            Some(b) if b.start >= start => b.merge(second),
-            _ => self.buckets.push_back(Agg { start, ..*second }),
+            Some(b) if second.start < b.start + self.bucket => b.merge(second),
+            _ => {
+                let start = second.start - second.start.rem_euclid(self.bucket);
+                self.buckets.push_back(Agg { start, ..*second });
+            }
         }
         let edge = second.start - self.window.nanos();
         while self
@@ -777,19 +792,31 @@ impl Analyst {
     fn units_slow(&mut self, price: Decimal, size: Decimal) -> Option<(i64, i64)> {
         // Trailing zeros past the limit are not precision; keep the scale the
         // exchange writes otherwise, so figures read back as it prints them.
-        let trim = |d: Decimal| if d.scale() > MAX_SCALE { d.normalize() } else { d };
+        let trim = |d: Decimal| {
+            if d.scale() > MAX_SCALE {
+                d.normalize()
+            } else {
+                d
+            }
+        };
         let (price, size) = (trim(price), trim(size));
         let mut p = price.scale().min(MAX_SCALE);
         while p > self.scale.price
             && !(units_at(price.round_dp(p), p).is_some()
-                && self.rescale(Scale { price: p, ..self.scale }))
+                && self.rescale(Scale {
+                    price: p,
+                    ..self.scale
+                }))
         {
             p -= 1;
         }
         let mut z = size.scale().min(MAX_SCALE);
         while z > self.scale.size
             && !(units_at(size.round_dp(z), z).is_some()
-                && self.rescale(Scale { size: z, ..self.scale }))
+                && self.rescale(Scale {
+                    size: z,
+                    ..self.scale
+                }))
         {
             z -= 1;
         }
@@ -863,10 +890,11 @@ impl Analyst {
 
     /// One window's statistics as of `now` (exchange time).
     pub fn window(&self, window: Window, now: i64) -> Option<WindowStats> {
-        self.windows
-            .iter()
-            .find(|w| w.window == window)?
-            .stats(now, self.pending.as_ref(), self.scale)
+        self.windows.iter().find(|w| w.window == window)?.stats(
+            now,
+            self.pending.as_ref(),
+            self.scale,
+        )
     }
 
     /// Every window's statistics as of `now` (exchange time), shortest first.
@@ -1183,9 +1211,10 @@ mod tests {
                 let got: Vec<Naive> = a
                     .series(period)
                     .history()
-                    .filter(|(c, _)| c.trades > 0)
-                    .chain(a.current(period).iter().map(|c| (c, &Indicators::default())).collect::<Vec<_>>())
-                    .map(|(c, _)| (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades))
+                    .map(|(c, _)| *c)
+                    .filter(|c| c.trades > 0)
+                    .chain(a.current(period))
+                    .map(|c| (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades))
                     .collect();
                 proptest::prop_assert_eq!(got, want);
             }
@@ -1229,6 +1258,9 @@ mod tests {
         let c = a.current(Period::M1).unwrap();
         assert_eq!(c.close, dec!(100.1234567890123457));
         assert_eq!(c.high, dec!(100.25));
-        assert_eq!(a.window(Window::M1, 3).unwrap().low, dec!(100.1234567890123457));
+        assert_eq!(
+            a.window(Window::M1, 3).unwrap().low,
+            dec!(100.1234567890123457)
+        );
     }
 }
