@@ -281,7 +281,7 @@ fn spacing(geometric: bool) -> i32 {
 
 fn grid_sizing(size: Option<String>, budget: Option<String>) -> Option<Sizing> {
     size.map(Sizing::SizePerLevel)
-        .or(budget.map(Sizing::QuoteBudget))
+        .or_else(|| budget.map(Sizing::QuoteBudget))
 }
 
 fn stop_amount(size: Option<String>, all: bool, guarded: bool) -> Option<SlAmount> {
@@ -299,8 +299,8 @@ fn stop_trigger(
     pct: Option<String>,
 ) -> Option<SlTrigger> {
     stop.map(SlTrigger::StopPrice)
-        .or(trailing.map(SlTrigger::TrailingDistance))
-        .or(pct.map(SlTrigger::TrailingPercent))
+        .or_else(|| trailing.map(SlTrigger::TrailingDistance))
+        .or_else(|| pct.map(SlTrigger::TrailingPercent))
 }
 
 /// Parses a conditional step: `when: RULE` (JsonLogic when it starts with

@@ -11,8 +11,37 @@ use crate::{
 /// An aggregated book of one product.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L2Book {
-    bids: BTreeMap<Price, Size>,
-    asks: BTreeMap<Price, Size>,
+    bids: BTreeMap<Key, Size>,
+    asks: BTreeMap<Key, Size>,
+}
+
+/// A level's price as a map key, ordered as the price is.
+///
+/// A feed writes every price of a product with the same number of decimal
+/// places, so two keys nearly always share a scale and compare as two
+/// integers; `Decimal`'s general comparison (out of line, aligning scales)
+/// made each `l2update` change cost about 100 ns in the map. Different
+/// scales still compare by value, so the order is exact either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(Price);
+
+impl Ord for Key {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.0.get(), other.0.get());
+        if a.scale() == b.scale() {
+            a.mantissa().cmp(&b.mantissa())
+        } else {
+            a.cmp(&b)
+        }
+    }
+}
+
+impl PartialOrd for Key {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl L2Book {
@@ -21,10 +50,10 @@ impl L2Book {
         bids: impl IntoIterator<Item = (Price, Size)>,
         asks: impl IntoIterator<Item = (Price, Size)>,
     ) -> Self {
-        let keep = |(_, s): &(Price, Size)| !s.is_zero();
+        let keep = |(p, s): (Price, Size)| (!s.is_zero()).then_some((Key(p), s));
         Self {
-            bids: bids.into_iter().filter(keep).collect(),
-            asks: asks.into_iter().filter(keep).collect(),
+            bids: bids.into_iter().filter_map(keep).collect(),
+            asks: asks.into_iter().filter_map(keep).collect(),
         }
     }
 
@@ -32,13 +61,13 @@ impl L2Book {
     pub fn apply(&mut self, side: Side, price: Price, size: Size) {
         let book = self.side_mut(side);
         if size.is_zero() {
-            book.remove(&price);
+            book.remove(&Key(price));
         } else {
-            book.insert(price, size);
+            book.insert(Key(price), size);
         }
     }
 
-    fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Price, Size> {
+    fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Key, Size> {
         match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
@@ -51,24 +80,24 @@ impl L2Book {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         };
-        book.get(&price).copied().unwrap_or(Size::ZERO)
+        book.get(&Key(price)).copied().unwrap_or(Size::ZERO)
     }
 
     /// Best bid.
     pub fn best_bid(&self) -> Option<(Price, Size)> {
-        self.bids.iter().next_back().map(|(p, s)| (*p, *s))
+        self.bids.iter().next_back().map(|(p, s)| (p.0, *s))
     }
 
     /// Best ask.
     pub fn best_ask(&self) -> Option<(Price, Size)> {
-        self.asks.iter().next().map(|(p, s)| (*p, *s))
+        self.asks.iter().next().map(|(p, s)| (p.0, *s))
     }
 
     /// Levels of one side, best first.
     pub fn levels(&self, side: Side) -> Box<dyn Iterator<Item = (Price, Size)> + '_> {
         match side {
-            Side::Buy => Box::new(self.bids.iter().rev().map(|(p, s)| (*p, *s))),
-            Side::Sell => Box::new(self.asks.iter().map(|(p, s)| (*p, *s))),
+            Side::Buy => Box::new(self.bids.iter().rev().map(|(p, s)| (p.0, *s))),
+            Side::Sell => Box::new(self.asks.iter().map(|(p, s)| (p.0, *s))),
         }
     }
 
@@ -85,5 +114,38 @@ impl L2Book {
     /// Whether best bid ≥ best ask (a sign of a missed update).
     pub fn is_crossed(&self) -> bool {
         matches!((self.best_bid(), self.best_ask()), (Some((b, _)), Some((a, _))) if b >= a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn p(s: &str) -> Price {
+        Price::parse(s).unwrap()
+    }
+
+    fn z(s: &str) -> Size {
+        Size::parse(s).unwrap()
+    }
+
+    #[test]
+    fn levels_order_by_value_whatever_their_decimal_places() {
+        let mut b = L2Book::default();
+        for (price, size) in [("1.5", "1"), ("2", "1"), ("1.51", "1"), ("0.999", "1")] {
+            b.apply(Side::Sell, p(price), z(size));
+        }
+        // "1.50" is the level "1.5", not a new one.
+        b.apply(Side::Sell, p("1.50"), z("3"));
+        let asks: Vec<String> = b
+            .levels(Side::Sell)
+            .map(|(p, s)| format!("{p}:{s}"))
+            .collect();
+        assert_eq!(asks, ["0.999:1", "1.5:3", "1.51:1", "2:1"]);
+        b.apply(Side::Sell, p("1.500"), Size::ZERO);
+        assert_eq!(b.len(), (0, 3));
+        assert_eq!(b.size_at(Side::Sell, p("1.5")), Size::ZERO);
+        assert_eq!(b.best_ask().unwrap().0, p("0.999"));
     }
 }

@@ -105,7 +105,7 @@ impl FeeSchedule {
             .iter()
             .rev()
             .find(|t| volume_30d >= t.min_volume)
-            .or(self.tiers.first())
+            .or_else(|| self.tiers.first())
             .map_or(
                 FeeRates {
                     maker: Decimal::ZERO,

@@ -68,45 +68,50 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
         return Err(bad("empty"));
     }
     // One pass over the digits (this is on the feed's hot path): the
-    // mantissa is accumulated as the text is checked; up to 28 digits
-    // always fit Decimal's 96 bits, so the value is built directly, and
-    // longer texts (and negative zero) go through rust_decimal.
-    let mut mantissa: i128 = 0;
+    // mantissa is accumulated as the text is checked. Up to 19 digits fit a
+    // u64, which covers every feed value; longer texts (and negative zero)
+    // are checked here and built by rust_decimal.
+    let mut mantissa: u64 = 0;
     let mut digits = 0_usize;
-    let mut push = |c: u8| {
-        if digits < 29 {
-            mantissa = mantissa * 10 + i128::from(c - b'0');
+    let mut i = 0;
+    while let Some(&c) = body.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
         }
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
         digits += 1;
-    };
-    let int_len = body.iter().take_while(|c| c.is_ascii_digit()).count();
+        i += 1;
+    }
+    let int_len = i;
     if int_len == 0 || body.get(int_len).is_some_and(|&c| c != b'.') {
         return Err(bad("expected digits before the decimal point"));
     }
     if int_len > 1 && body[0] == b'0' {
         return Err(bad("leading zeros"));
     }
-    for &c in &body[..int_len] {
-        push(c);
-    }
     let mut scale = 0_u32;
     if int_len < body.len() {
-        let frac = &body[int_len + 1..];
-        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+        i += 1;
+        while let Some(&c) = body.get(i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(bad("expected digits after the decimal point"));
+            }
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            digits += 1;
+            i += 1;
+        }
+        if i == int_len + 1 {
             return Err(bad("expected digits after the decimal point"));
         }
-        for &c in frac {
-            push(c);
-        }
-        scale = u32::try_from(frac.len()).unwrap_or(u32::MAX);
+        scale = u32::try_from(i - int_len - 1).unwrap_or(u32::MAX);
     }
     let negative = body.len() != text.len();
-    if digits <= 28
-        && !(negative && mantissa == 0)
-        && let Ok(d) =
-            Decimal::try_from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale)
-    {
-        return Ok(d);
+    if digits <= 19 && !(negative && mantissa == 0) && scale <= 28 {
+        // 19 digits never wrapped the u64 above.
+        let d = Decimal::from_i128_with_scale(i128::from(mantissa), scale);
+        return Ok(if negative { -d } else { d });
     }
     Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
 }

@@ -163,14 +163,14 @@ impl Catalogue {
         let wire: Vec<WireProduct> = serde_json::from_str(json)?;
         let products = wire
             .into_iter()
-            .map(|w| Product::try_from(w).map(|p| (p.id.clone(), p)))
+            .map(|w| Product::try_from(w).map(|p| (p.id, p)))
             .collect::<Result<_, _>>()?;
         Ok(Self { products })
     }
 
     /// Adds or replaces a product.
     pub fn insert(&mut self, product: Product) {
-        self.products.insert(product.id.clone(), product);
+        self.products.insert(product.id, product);
     }
 
     /// Looks a product up by its id text.

@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 use virc_core::{
+    ids::ProductId,
     ledger::FeeRates,
     market::Trade,
     money::{Price, Size},
@@ -130,7 +131,11 @@ async fn tick_to_command() {
         };
         let t = Instant::now();
         handle
-            .market(Input::Trade("BTC-USD".into(), trade, Side::Buy))
+            .market(Input::Trade(
+                ProductId::parse("BTC-USD").unwrap(),
+                trade,
+                Side::Buy,
+            ))
             .await;
         // Out: the filled bot's sell is received by the exchange.
         loop {

@@ -14,6 +14,7 @@ use std::{sync::Arc, time::Instant};
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 use virc_core::{
+    ids::ProductId,
     market::Trade,
     money::{Price, Size},
     order::Side,
@@ -116,7 +117,9 @@ async fn through_actor(n: u64, record: bool) -> f64 {
     let started = Instant::now();
     for _ in 0..n {
         let (t, side) = walk.next();
-        market.feed(Input::Trade("BTC-USD".into(), t, side)).await;
+        market
+            .feed(Input::Trade(ProductId::parse("BTC-USD").unwrap(), t, side))
+            .await;
     }
     // The actor answers in order: once the ticker comes back, every trade is in.
     let ticker = market.ticker(vec!["BTC-USD".into()]).await;

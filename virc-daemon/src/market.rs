@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use virc_core::{
     book::L2Book,
+    ids::ProductId,
     market::{Analyst, Candle, Indicators, Period, Trade, WindowStats},
     product::Catalogue,
 };
@@ -70,12 +71,12 @@ impl std::str::FromStr for Speed {
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A trade of a product, with the maker's side (Coinbase's `side` of a match).
-    Trade(String, Trade, virc_core::order::Side),
+    Trade(ProductId, Trade, virc_core::order::Side),
     /// A full book.
-    Snapshot(String, L2Book),
+    Snapshot(ProductId, L2Book),
     /// A book change.
     L2(
-        String,
+        ProductId,
         Vec<(
             virc_core::order::Side,
             virc_core::money::Price,
@@ -148,7 +149,7 @@ pub async fn replay(
     inputs: Vec<Input>,
     speed: Speed,
     looping: bool,
-    resume: BTreeMap<String, u64>,
+    resume: BTreeMap<ProductId, u64>,
     market: MarketHandle,
     stop: CancellationToken,
 ) {
@@ -333,7 +334,7 @@ pub struct MarketActor {
     rx: mpsc::Receiver<Request>,
     tap: Option<crate::runtime::RuntimeHandle>,
     recorder: Option<Recorder>,
-    products: BTreeMap<String, ProductState>,
+    products: BTreeMap<ProductId, ProductState>,
     events: EventsHandle,
     cadence: Duration,
 }
@@ -379,7 +380,11 @@ impl MarketActor {
     /// Rebuilds a product's candles and windows from recorded trades (at
     /// start, before any live input); returns how many it took in.
     pub fn backfill(&mut self, product: &str, trades: &[Recorded]) -> usize {
-        let state = self.products.entry(product.to_owned()).or_default();
+        // The log only holds products that came in as valid ids.
+        let Ok(product) = ProductId::parse(product) else {
+            return 0;
+        };
+        let state = self.products.entry(product).or_default();
         let n = trades
             .iter()
             .filter(|(t, _)| state.analyst.on_trade(t))
@@ -451,10 +456,10 @@ impl MarketActor {
                 state.changed = true;
             }
             Request::Ticker { products, reply } => {
-                let wanted: Vec<&String> = if products.is_empty() {
-                    self.products.keys().collect()
+                let wanted: Vec<&str> = if products.is_empty() {
+                    self.products.keys().map(ProductId::as_str).collect()
                 } else {
-                    products.iter().collect()
+                    products.iter().map(String::as_str).collect()
                 };
                 let out = wanted
                     .into_iter()
@@ -463,7 +468,7 @@ impl MarketActor {
                 let _ = reply.send(out);
             }
             Request::Stats { product, reply } => {
-                let _ = reply.send(self.products.get(&product).and_then(|s| {
+                let _ = reply.send(self.products.get(product.as_str()).and_then(|s| {
                     let now = s.analyst.last()?.time;
                     Some(
                         s.analyst
@@ -480,7 +485,7 @@ impl MarketActor {
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.products.get(&product).map(|s| {
+                let _ = reply.send(self.products.get(product.as_str()).map(|s| {
                     let series = s.analyst.series(period);
                     let mut out: Vec<pb::Candle> = series
                         .history()
@@ -497,7 +502,7 @@ impl MarketActor {
                 depth,
                 reply,
             } => {
-                let _ = reply.send(self.products.get(&product).map(|s| {
+                let _ = reply.send(self.products.get(product.as_str()).map(|s| {
                     let levels = |side| {
                         s.book
                             .levels(side)
@@ -549,7 +554,7 @@ impl MarketActor {
             };
             drafts.push(Draft {
                 bot_id: String::new(),
-                product_id: p.clone(),
+                product_id: p.to_string(),
                 payload: Payload::MarketUpdate(update),
             });
         }

@@ -58,7 +58,7 @@ use crate::{
     store::{Store, StoreError},
 };
 use std::{collections::BTreeMap, time::Duration};
-use virc_core::product::Catalogue;
+use virc_core::{ids::ProductId, product::Catalogue};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -692,7 +692,9 @@ fn start_market(
                 n += actor.backfill(&product, &chunk);
             })?;
             tracing::info!(product, trades = n, "Market rebuilt from recorded trades");
-            resume.insert(product.clone(), last.trade_id);
+            if let Ok(id) = ProductId::parse(&product) {
+                resume.insert(id, last.trade_id);
+            }
             history.push((product, from));
         }
     }

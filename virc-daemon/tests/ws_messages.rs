@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use virc_core::order::Side;
+use virc_core::{ids::ProductId, order::Side};
 use virc_daemon::exchange::coinbase::ws::messages::{ParseError, WsMessage, parse};
 
 fn fixture(rel: &str) -> String {
@@ -39,12 +39,12 @@ fn kind(m: &WsMessage) -> &'static str {
 #[test]
 fn every_frame_of_the_real_2021_capture_parses_with_the_recorded_counts() {
     let mut counts = BTreeMap::new();
-    let mut last_trade: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_trade: BTreeMap<ProductId, u64> = BTreeMap::new();
     for line in fixture("cryptofeed/coinbase-ws-2021-04-17.jsonl").lines() {
         let m = parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         *counts.entry(kind(&m)).or_insert(0) += 1;
         if let WsMessage::Match(t) = &m
-            && let Some(prev) = last_trade.insert(t.product_id.clone(), t.trade_id)
+            && let Some(prev) = last_trade.insert(t.product_id, t.trade_id)
         {
             assert_eq!(t.trade_id, prev + 1, "trade ids are contiguous per product");
         }
@@ -70,24 +70,24 @@ fn every_frame_of_the_real_2021_capture_parses_with_the_recorded_counts() {
 fn the_real_full_channel_frames_parse_with_sequences_and_client_oids() {
     let mut counts = BTreeMap::new();
     let mut client_oids = 0;
-    let mut seq: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seq: BTreeMap<ProductId, u64> = BTreeMap::new();
     for line in fixture("gdax-python-api/full_channel_2017-06-25.extracted.jsonl").lines() {
         let m = parse(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         *counts.entry(kind(&m)).or_insert(0) += 1;
         let (product, s) = match &m {
             WsMessage::Received(r) => {
                 client_oids += usize::from(r.client_oid.is_some());
-                (r.product_id.clone(), r.sequence)
+                (r.product_id, r.sequence)
             }
             WsMessage::Open {
                 product_id,
                 sequence,
                 ..
-            } => (product_id.clone(), *sequence),
-            WsMessage::Done(d) => (d.product_id.clone(), d.sequence),
+            } => (*product_id, *sequence),
+            WsMessage::Done(d) => (d.product_id, d.sequence),
             _ => continue,
         };
-        if let (Some(prev), Some(s)) = (seq.insert(product.clone(), s.unwrap()), s) {
+        if let (Some(prev), Some(s)) = (seq.insert(product, s.unwrap()), s) {
             assert_eq!(s, prev + 1, "contiguous per product");
         }
     }

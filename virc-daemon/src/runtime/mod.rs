@@ -628,7 +628,7 @@ impl Runtime {
                 .filter(|b| {
                     b.machine.status() == BotStatus::Running
                         && b.machine.wants_market()
-                        && b.machine.product_id() == product
+                        && b.machine.product_id() == product.as_str()
                 })
                 .map(|b| (b.id, BotInput::Market { price: t.price }))
                 .collect();

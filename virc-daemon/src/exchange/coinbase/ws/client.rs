@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use virc_core::{
     book::L2Book,
+    ids::ProductId,
     market::Trade,
     money::{Price, Size},
     order::Side,
@@ -157,7 +158,7 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(500);
     // Last trade id per product, kept across connections: a reconnect's gap is seen too.
-    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut last: HashMap<ProductId, u64> = HashMap::new();
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
@@ -198,7 +199,7 @@ async fn session<S>(
     config: &FeedConfig,
     market: &MarketHandle,
     stats: &FeedStats,
-    last: &mut HashMap<String, u64>,
+    last: &mut HashMap<ProductId, u64>,
     stop: &CancellationToken,
 ) -> End
 where
@@ -211,7 +212,7 @@ where
     // Per connection: a new subscription starts a new count. Only `full`
     // numbers its messages without holes (`matches` and `ticker` share the
     // counter, so they skip numbers by design).
-    let mut sequences: HashMap<String, u64> = HashMap::new();
+    let mut sequences: HashMap<ProductId, u64> = HashMap::new();
     let track_full = config.channels.iter().any(|c| c == "full");
     loop {
         let frame = tokio::select! {
@@ -251,15 +252,14 @@ where
             && let Ok(m) = &parsed
             && let Some((product, seq)) = m.full_sequence()
         {
-            match sequences.get(product).copied() {
+            match sequences.get(&product).copied() {
                 Some(l) if seq <= l => continue,
                 Some(l) if seq > l + 1 => {
-                    let product = product.to_owned();
-                    sequences.insert(product.clone(), seq);
-                    resync(config, market, stats, &product, "full", l + 1, seq).await;
+                    sequences.insert(product, seq);
+                    resync(config, market, stats, product, "full", l + 1, seq).await;
                 }
                 _ => {
-                    sequences.insert(product.to_owned(), seq);
+                    sequences.insert(product, seq);
                 }
             }
         }
@@ -268,10 +268,10 @@ where
                 tracing::warn!(%message, %reason, "The market feed answered with an error");
             }
             Ok(WsMessage::Match(m)) => {
-                let product = m.product_id.clone();
+                let product = m.product_id;
                 match last.get(&product).copied() {
                     Some(l) if m.trade_id > l + 1 => {
-                        backfill(config, market, stats, &product, l, m.trade_id).await;
+                        backfill(config, market, stats, product, l, m.trade_id).await;
                     }
                     _ => {}
                 }
@@ -290,7 +290,7 @@ where
                 if let Some(l) = last.get(&product_id).copied()
                     && last_trade_id > l
                 {
-                    backfill(config, market, stats, &product_id, l, last_trade_id + 1).await;
+                    backfill(config, market, stats, product_id, l, last_trade_id + 1).await;
                     last.insert(product_id, last_trade_id);
                 }
             }
@@ -318,14 +318,14 @@ async fn resync(
     config: &FeedConfig,
     market: &MarketHandle,
     stats: &FeedStats,
-    product: &str,
+    product: ProductId,
     channel: &str,
     expected: u64,
     received: u64,
 ) {
     stats.resyncs.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(
-        product,
+        %product,
         expected,
         received,
         "Feed sequence gap; fetching the book again"
@@ -337,13 +337,13 @@ async fn resync(
             .map_err(|e| e.to_string())
             .and_then(|v| rest_book(&v))
         {
-            Ok(book) => market.feed(Input::Snapshot(product.to_owned(), book)).await,
+            Ok(book) => market.feed(Input::Snapshot(product, book)).await,
             Err(e) => {
-                tracing::warn!(product, error = %e, "Cannot fetch the book after a gap; the next snapshot will fix it");
+                tracing::warn!(%product, error = %e, "Cannot fetch the book after a gap; the next snapshot will fix it");
             }
         }
     }
-    gap_event(config, product, channel, expected, received).await;
+    gap_event(config, &product, channel, expected, received).await;
 }
 
 /// A `feed_gap` event: what was expected on `channel`, and what came.
@@ -398,7 +398,7 @@ async fn backfill(
     config: &FeedConfig,
     market: &MarketHandle,
     stats: &FeedStats,
-    product: &str,
+    product: ProductId,
     after: u64,
     before: u64,
 ) {
@@ -434,26 +434,26 @@ async fn backfill(
     }
     .await;
     if let Err(e) = outcome {
-        tracing::warn!(product, after, before, error = %e, "Cannot back-fill missed trades; the recorder marks the gap");
+        tracing::warn!(%product, after, before, error = %e, "Cannot back-fill missed trades; the recorder marks the gap");
         return;
     }
     missed.sort_by_key(|(t, _)| t.trade_id);
     missed.dedup_by_key(|(t, _)| t.trade_id);
     let n = missed.len();
     for (t, side) in missed {
-        market.feed(Input::Trade(product.to_owned(), t, side)).await;
+        market.feed(Input::Trade(product, t, side)).await;
     }
     stats
         .backfilled
         .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
     tracing::info!(
-        product,
+        %product,
         after,
         before,
         backfilled = n,
         "Missed trades back-filled from REST"
     );
-    gap_event(config, product, "matches", after + 1, before).await;
+    gap_event(config, &product, "matches", after + 1, before).await;
 }
 
 /// A trade of `GET /products/{id}/trades`.

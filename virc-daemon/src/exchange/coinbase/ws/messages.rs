@@ -10,7 +10,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use virc_core::{
-    ids::{ClientOid, OrderId},
+    ids::{ClientOid, OrderId, ProductId},
     money::{Funds, MoneyError, Price, Size, parse_decimal},
     order::Side,
     time::parse_rfc3339,
@@ -51,7 +51,7 @@ pub enum WsMessage {
     /// Heartbeat: the product's sequence and last trade id.
     Heartbeat {
         /// Product.
-        product_id: String,
+        product_id: ProductId,
         /// Sequence.
         sequence: u64,
         /// Last trade id.
@@ -64,7 +64,7 @@ pub enum WsMessage {
     /// Full level-2 snapshot.
     Snapshot {
         /// Product.
-        product_id: String,
+        product_id: ProductId,
         /// Bids, as sent (best first).
         bids: Vec<(Price, Size)>,
         /// Asks, as sent (best first).
@@ -73,7 +73,7 @@ pub enum WsMessage {
     /// Level-2 changes.
     L2Update {
         /// Product.
-        product_id: String,
+        product_id: ProductId,
         /// Exchange time (ns); `None` for Coinbase's zero time.
         time: Option<i64>,
         /// Changes.
@@ -86,7 +86,7 @@ pub enum WsMessage {
     /// An order rests on the book.
     Open {
         /// Product.
-        product_id: String,
+        product_id: ProductId,
         /// Sequence.
         sequence: Option<u64>,
         /// Order.
@@ -107,7 +107,7 @@ pub enum WsMessage {
     /// A stop order was activated (private).
     Activate {
         /// Product.
-        product_id: String,
+        product_id: ProductId,
         /// Order.
         order_id: OrderId,
         /// Side.
@@ -141,7 +141,7 @@ pub enum WsMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticker {
     /// Product.
-    pub product_id: String,
+    pub product_id: ProductId,
     /// Sequence.
     pub sequence: Option<u64>,
     /// Last trade id.
@@ -164,7 +164,7 @@ pub struct Ticker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     /// Product.
-    pub product_id: String,
+    pub product_id: ProductId,
     /// Trade id.
     pub trade_id: u64,
     /// Sequence.
@@ -189,7 +189,7 @@ pub struct Match {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     /// Product.
-    pub product_id: String,
+    pub product_id: ProductId,
     /// Sequence.
     pub sequence: Option<u64>,
     /// Order.
@@ -214,7 +214,7 @@ pub struct Received {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
     /// Product.
-    pub product_id: String,
+    pub product_id: ProductId,
     /// Sequence.
     pub sequence: Option<u64>,
     /// Order.
@@ -237,7 +237,7 @@ pub struct Done {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Product.
-    pub product_id: String,
+    pub product_id: ProductId,
     /// Sequence.
     pub sequence: Option<u64>,
     /// Order.
@@ -343,7 +343,8 @@ struct RawChannel {
 }
 
 fn field<T>(name: &'static str, v: Option<T>) -> Result<T, ParseError> {
-    v.ok_or(ParseError::Field {
+    // Lazily: an eager error built (and dropped) a String per field read.
+    v.ok_or_else(|| ParseError::Field {
         field: name,
         why: "missing".into(),
     })
@@ -400,7 +401,7 @@ fn time(v: Option<&str>) -> Result<Option<i64>, ParseError> {
 }
 
 fn required_time(v: Option<&str>) -> Result<i64, ParseError> {
-    time(v)?.ok_or(ParseError::Field {
+    time(v)?.ok_or_else(|| ParseError::Field {
         field: "time",
         why: "missing".into(),
     })
@@ -417,7 +418,7 @@ impl WsMessage {
     /// The product and sequence number of a `full`-channel message
     /// (`received`, `open`, `done`, `change`, `match`), where sequences are
     /// contiguous per product and a jump means lost messages.
-    pub fn full_sequence(&self) -> Option<(&str, u64)> {
+    pub fn full_sequence(&self) -> Option<(ProductId, u64)> {
         let (product, seq) = match self {
             Self::Received(m) => (&m.product_id, m.sequence),
             Self::Open {
@@ -430,7 +431,7 @@ impl WsMessage {
             Self::Match(m) => (&m.product_id, m.sequence),
             _ => return None,
         };
-        Some((product.as_str(), seq?))
+        Some((*product, seq?))
     }
 }
 
@@ -454,7 +455,12 @@ fn parse_serde(text: &str) -> Result<WsMessage, ParseError> {
 
 /// The message of type `kind` from its fields.
 fn build(kind: &str, r: RawFields<'_>) -> Result<WsMessage, ParseError> {
-    let product = || field("product_id", r.product_id).map(str::to_owned);
+    let product = || {
+        ProductId::parse(field("product_id", r.product_id)?).map_err(|e| ParseError::Field {
+            field: "product_id",
+            why: e.to_string(),
+        })
+    };
     Ok(match kind {
         "subscriptions" => WsMessage::Subscriptions(
             r.channels

@@ -226,6 +226,84 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         .map(|i| base + i)
 }
 
+/// [`slot`] of `type`.
+const TYPE: u8 = 100;
+/// [`slot`] of a key whose value is nested (`channels`, `products`,
+/// `currencies`): serde's job.
+const NESTED: u8 = 101;
+/// [`slot`] of a key the scanner skips.
+const OTHER: u8 = 102;
+
+/// The field slot of a key (0..=28, in [`fields`]'s order), [`TYPE`],
+/// [`NESTED`] or [`OTHER`]. Dispatching on the length first leaves one or
+/// two short comparisons per key, where a plain `match` on the string
+/// tried the names one after another.
+fn slot(key: &str) -> u8 {
+    match key.len() {
+        4 => match key {
+            "type" => TYPE,
+            "time" => 4,
+            "side" => 5,
+            "size" => 7,
+            "bids" => 27,
+            "asks" => 28,
+            _ => OTHER,
+        },
+        5 => match key {
+            "price" => 6,
+            "funds" => 8,
+            _ => OTHER,
+        },
+        6 => match key {
+            "reason" => 15,
+            _ => OTHER,
+        },
+        7 => match key {
+            "message" => 25,
+            "changes" => 26,
+            _ => OTHER,
+        },
+        8 => match key {
+            "sequence" => 1,
+            "trade_id" => 2,
+            "order_id" => 9,
+            "old_size" => 17,
+            "new_size" => 18,
+            "best_bid" => 19,
+            "best_ask" => 20,
+            "open_24h" => 21,
+            "products" => NESTED,
+            "channels" => NESTED,
+            _ => OTHER,
+        },
+        9 => match key {
+            "stop_type" => 23,
+            _ => OTHER,
+        },
+        10 => match key {
+            "product_id" => 0,
+            "client_oid" => 10,
+            "order_type" => 11,
+            "volume_24h" => 22,
+            "stop_price" => 24,
+            "currencies" => NESTED,
+            _ => OTHER,
+        },
+        13 => match key {
+            "last_trade_id" => 3,
+            "cancel_reason" => 16,
+            _ => OTHER,
+        },
+        14 => match key {
+            "maker_order_id" => 12,
+            "taker_order_id" => 13,
+            "remaining_size" => 14,
+            _ => OTHER,
+        },
+        _ => OTHER,
+    }
+}
+
 /// Sets `slot` once; a repeated key gives up (serde reports it).
 fn once<T>(slot: &mut Option<T>, v: Option<T>, seen: &mut bool) -> Option<()> {
     if *seen {
@@ -256,44 +334,44 @@ pub(super) fn fields<'a>(text: &'a str, r: &mut RawFields<'a>) -> Option<&'a str
                 once(&mut $slot, $read?, &mut seen[$i])?
             };
         }
-        match key {
-            "type" => {
+        match slot(key) {
+            TYPE => {
                 if kind.is_some() {
                     return None;
                 }
                 kind = Some(c.string()?);
             }
-            "product_id" => set!(0, r.product_id, c.opt_str()),
-            "sequence" => set!(1, r.sequence, c.opt_u64()),
-            "trade_id" => set!(2, r.trade_id, c.opt_u64()),
-            "last_trade_id" => set!(3, r.last_trade_id, c.opt_u64()),
-            "time" => set!(4, r.time, c.opt_str()),
-            "side" => set!(5, r.side, c.opt_str()),
-            "price" => set!(6, r.price, c.opt_str()),
-            "size" => set!(7, r.size, c.opt_str()),
-            "funds" => set!(8, r.funds, c.opt_str()),
-            "order_id" => set!(9, r.order_id, c.opt_str()),
-            "client_oid" => set!(10, r.client_oid, c.opt_str()),
-            "order_type" => set!(11, r.order_type, c.opt_str()),
-            "maker_order_id" => set!(12, r.maker_order_id, c.opt_str()),
-            "taker_order_id" => set!(13, r.taker_order_id, c.opt_str()),
-            "remaining_size" => set!(14, r.remaining_size, c.opt_str()),
-            "reason" => set!(15, r.reason, c.opt_str()),
-            "cancel_reason" => set!(16, r.cancel_reason, c.opt_str()),
-            "old_size" => set!(17, r.old_size, c.opt_str()),
-            "new_size" => set!(18, r.new_size, c.opt_str()),
-            "best_bid" => set!(19, r.best_bid, c.opt_str()),
-            "best_ask" => set!(20, r.best_ask, c.opt_str()),
-            "open_24h" => set!(21, r.open_24h, c.opt_str()),
-            "volume_24h" => set!(22, r.volume_24h, c.opt_str()),
-            "stop_type" => set!(23, r.stop_type, c.opt_str()),
-            "stop_price" => set!(24, r.stop_price, c.opt_str()),
-            "message" => set!(25, r.message, c.opt_str()),
-            "changes" => set!(26, r.typed_changes, c.opt_changes()),
-            "bids" => set!(27, r.bids, c.opt_rows::<2>()),
-            "asks" => set!(28, r.asks, c.opt_rows::<2>()),
+            0 => set!(0, r.product_id, c.opt_str()),
+            1 => set!(1, r.sequence, c.opt_u64()),
+            2 => set!(2, r.trade_id, c.opt_u64()),
+            3 => set!(3, r.last_trade_id, c.opt_u64()),
+            4 => set!(4, r.time, c.opt_str()),
+            5 => set!(5, r.side, c.opt_str()),
+            6 => set!(6, r.price, c.opt_str()),
+            7 => set!(7, r.size, c.opt_str()),
+            8 => set!(8, r.funds, c.opt_str()),
+            9 => set!(9, r.order_id, c.opt_str()),
+            10 => set!(10, r.client_oid, c.opt_str()),
+            11 => set!(11, r.order_type, c.opt_str()),
+            12 => set!(12, r.maker_order_id, c.opt_str()),
+            13 => set!(13, r.taker_order_id, c.opt_str()),
+            14 => set!(14, r.remaining_size, c.opt_str()),
+            15 => set!(15, r.reason, c.opt_str()),
+            16 => set!(16, r.cancel_reason, c.opt_str()),
+            17 => set!(17, r.old_size, c.opt_str()),
+            18 => set!(18, r.new_size, c.opt_str()),
+            19 => set!(19, r.best_bid, c.opt_str()),
+            20 => set!(20, r.best_ask, c.opt_str()),
+            21 => set!(21, r.open_24h, c.opt_str()),
+            22 => set!(22, r.volume_24h, c.opt_str()),
+            23 => set!(23, r.stop_type, c.opt_str()),
+            24 => set!(24, r.stop_price, c.opt_str()),
+            25 => set!(25, r.message, c.opt_str()),
+            26 => set!(26, r.typed_changes, c.opt_changes()),
+            27 => set!(27, r.bids, c.opt_rows::<2>()),
+            28 => set!(28, r.asks, c.opt_rows::<2>()),
             // Nested or rare: serde's job.
-            "channels" | "products" | "currencies" => return None,
+            NESTED => return None,
             _ => c.skip_value()?,
         }
         c.skip_ws();
@@ -356,6 +434,51 @@ mod tests {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
             (Err(_), Err(_)) => {}
             (a, b) => panic!("scanner {a:?} vs serde {b:?} on {text}"),
+        }
+    }
+
+    #[test]
+    fn every_field_name_finds_its_slot() {
+        let names = [
+            "product_id",
+            "sequence",
+            "trade_id",
+            "last_trade_id",
+            "time",
+            "side",
+            "price",
+            "size",
+            "funds",
+            "order_id",
+            "client_oid",
+            "order_type",
+            "maker_order_id",
+            "taker_order_id",
+            "remaining_size",
+            "reason",
+            "cancel_reason",
+            "old_size",
+            "new_size",
+            "best_bid",
+            "best_ask",
+            "open_24h",
+            "volume_24h",
+            "stop_type",
+            "stop_price",
+            "message",
+            "changes",
+            "bids",
+            "asks",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(usize::from(super::slot(name)), i, "{name}");
+        }
+        assert_eq!(super::slot("type"), super::TYPE);
+        for nested in ["channels", "products", "currencies"] {
+            assert_eq!(super::slot(nested), super::NESTED);
+        }
+        for other in ["", "typ", "types", "low_24h", "last_size", "product_ids"] {
+            assert_eq!(super::slot(other), super::OTHER, "{other}");
         }
     }
 
