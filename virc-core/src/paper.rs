@@ -32,7 +32,7 @@
 //! - **GTT** expiry is applied before anything at or after the expiry time.
 //! - Our orders never move the real market: the next L2 update is the truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -154,6 +154,10 @@ pub struct PaperExchange {
     book: L2Book,
     consumed: HashMap<(Side, Price), Decimal>,
     resting: BTreeMap<OrderId, Resting>,
+    /// The resting orders by side, price and id, so a trade or a book
+    /// change visits only the orders at or through its price, not all of
+    /// them (1,000 bots' orders made every trade a sort of 1,000).
+    by_price: [BTreeSet<(Price, OrderId)>; 2],
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
     expiries: Expiries,
     stops: Vec<ParkedStop>,
@@ -174,6 +178,7 @@ impl PaperExchange {
             book: L2Book::default(),
             consumed: HashMap::new(),
             resting: BTreeMap::new(),
+            by_price: [BTreeSet::new(), BTreeSet::new()],
             expiries: Expiries::default(),
             stops: Vec::new(),
             next_order: 0,
@@ -218,7 +223,7 @@ impl PaperExchange {
             if let Some(at) = r.expire_at {
                 x.expiries.add(at, id);
             }
-            x.resting.insert(id, r);
+            x.rest(id, r);
         }
         x
     }
@@ -289,12 +294,12 @@ impl PaperExchange {
         self.expire(now);
         self.book.apply(side, price, size);
         self.consumed.remove(&(side, price));
-        for r in self
-            .resting
-            .values_mut()
-            .filter(|r| r.side == side && r.price == price)
-        {
-            r.queue_ahead = r.queue_ahead.min(size.get());
+        let at_level = self.by_price[side_index(side)]
+            .range((price, OrderId(Uuid::nil()))..=(price, OrderId(Uuid::max())));
+        for (_, id) in at_level {
+            if let Some(r) = self.resting.get_mut(id) {
+                r.queue_ahead = r.queue_ahead.min(size.get());
+            }
         }
         std::mem::take(&mut self.events)
     }
@@ -310,12 +315,14 @@ impl PaperExchange {
         self.expire(now);
         self.last_price = Some(price);
         let mut left = size.get();
-        let mut ids: Vec<(OrderId, Price)> = self
-            .resting
-            .iter()
-            .filter(|(_, r)| r.side == maker_side)
-            .map(|(id, r)| (*id, r.price))
-            .collect();
+        // Only our makers at or through the trade's price can fill: buys at
+        // or above it, sells at or below it.
+        let book = &self.by_price[side_index(maker_side)];
+        let reach: Vec<&(Price, OrderId)> = match maker_side {
+            Side::Buy => book.range((price, OrderId(Uuid::nil()))..).collect(),
+            Side::Sell => book.range(..=(price, OrderId(Uuid::max()))).collect(),
+        };
+        let mut ids: Vec<(OrderId, Price)> = reach.into_iter().map(|(p, id)| (*id, *p)).collect();
         // Price-time priority among our own orders: best price first, then arrival (id order).
         match maker_side {
             Side::Buy => ids.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0))),
@@ -449,8 +456,15 @@ impl PaperExchange {
         }
     }
 
+    /// Puts an order on the book of resting orders and its price index.
+    fn rest(&mut self, id: OrderId, r: Resting) {
+        self.by_price[side_index(r.side)].insert((r.price, id));
+        self.resting.insert(id, r);
+    }
+
     fn finish_resting(&mut self, id: OrderId, reason: DoneReason) {
         if let Some(r) = self.resting.remove(&id) {
+            self.by_price[side_index(r.side)].remove(&(r.price, id));
             if let Some(at) = r.expire_at {
                 self.expiries.remove(at, id);
             }
@@ -593,7 +607,7 @@ impl PaperExchange {
                     self.expiries.add(at, id);
                 }
                 let queue_ahead = self.book.size_at(side, price);
-                self.resting.insert(
+                self.rest(
                     id,
                     Resting {
                         side,
@@ -654,6 +668,14 @@ impl PaperExchange {
                 });
             }
         }
+    }
+}
+
+/// Index of a side in per-side arrays.
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
     }
 }
 

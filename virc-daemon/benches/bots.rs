@@ -276,6 +276,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         tick_to_command().await;
-        process_figures().await;
+        // `VIRC_BENCH_ONLY=tick`: the tick figures alone, for a profiler.
+        if std::env::var("VIRC_BENCH_ONLY").as_deref() != Ok("tick") {
+            process_figures().await;
+        }
     });
 }
