@@ -15,6 +15,9 @@
 //!   simple average of the first N changes, then `avg = (avg × (N − 1) +
 //!   x) / N`), Bollinger MA-20 ± 2σ (population σ of the last 20 closes), and
 //!   the candle's VWAP. Values are `None` until there is enough history.
+//!   A close updates the running state only; each output (divisions,
+//!   rounding to 8 places, RSI to 4) is worked out when it is read. σ is
+//!   taken in `f64`, as DESIGN.md allows for indicator outputs.
 //! - **Rolling windows** keep 60 buckets of `window / 60` each, so memory is
 //!   fixed however many trades arrive; a window covers the last `window`
 //!   to within one bucket at its old edge.
@@ -397,7 +400,8 @@ impl Rsi {
         }
     }
 
-    fn push(&mut self, close: Decimal) -> Option<Decimal> {
+    /// Folds a close in; the averages (gain, loss) once there are enough.
+    fn push(&mut self, close: Decimal) -> Option<(Decimal, Decimal)> {
         let prev = self.prev.replace(close)?;
         let change = close - prev;
         let (g, l) = if change > Decimal::ZERO {
@@ -419,7 +423,7 @@ impl Rsi {
             self.gain = (self.gain * (n - Decimal::ONE) + g) / n;
             self.loss = (self.loss * (n - Decimal::ONE) + l) / n;
         }
-        Some(rsi_value(self.gain, self.loss))
+        Some((self.gain, self.loss))
     }
 }
 
@@ -431,23 +435,55 @@ fn rsi_value(gain: Decimal, loss: Decimal) -> Decimal {
             Decimal::ONE_HUNDRED
         };
     }
-    (Decimal::ONE_HUNDRED - Decimal::ONE_HUNDRED / (Decimal::ONE + gain / loss)).round_dp(4)
+    // 100 − 100 / (1 + G/L) is 100·G / (G + L): one division, not two.
+    (Decimal::ONE_HUNDRED * gain / (gain + loss)).round_dp(4)
 }
 
-/// What [`Closes::push`] yields: SMA-20, EMA-20 and the Bollinger bands (mid, up, low).
+/// The indicator state as of one closed candle, from which its
+/// [`Indicators`] are worked out when someone reads them: a close only
+/// updates running sums, and the divisions and roundings of the outputs
+/// are paid per read (a view or a rule), not per candle of a replay.
 #[derive(Debug, Clone, Copy, Default)]
-struct Averages {
-    sma: Option<Decimal>,
-    ema: Option<Decimal>,
-    bands: Option<(Decimal, Decimal, Decimal)>,
+struct Raw {
+    /// Σ of the last 20 closes, once there are 20.
+    sum20: Option<Decimal>,
+    ema20: Option<Decimal>,
+    /// Population σ of the last 20 closes.
+    sigma: Option<f64>,
+    /// Wilder averages (gain, loss).
+    rsi7: Option<(Decimal, Decimal)>,
+    rsi14: Option<(Decimal, Decimal)>,
 }
 
-/// SMA, EMA and Bollinger over the last 20 closes, updated in O(1) (σ is
-/// taken over the 20 kept closes at each close, which is cheap at candle
-/// rate and cannot drift or overflow the way a running Σx² can).
+impl Raw {
+    fn indicators(&self, candle: &Candle) -> Indicators {
+        let sma = self.sum20.map(|s| (s / Decimal::from(20)).round_dp(8));
+        let band = self
+            .sigma
+            .and_then(|s| Decimal::from_f64_retain(2.0 * s))
+            .map(|b| b.round_dp(8));
+        let bands = sma.zip(band).map(|(m, b)| (m, m + b, m - b));
+        Indicators {
+            sma20: sma,
+            ema20: self.ema20.map(|e| e.round_dp(8)),
+            rsi7: self.rsi7.map(|(g, l)| rsi_value(g, l)),
+            rsi14: self.rsi14.map(|(g, l)| rsi_value(g, l)),
+            bb_mid: bands.map(|b| b.0),
+            bb_up: bands.map(|b| b.1),
+            bb_low: bands.map(|b| b.2),
+            vwap: candle.vwap().map(|v| v.round_dp(8)),
+        }
+    }
+}
+
+/// SMA, EMA and Bollinger over the last 20 closes, updated in O(1).
+///
+/// σ is taken in `f64` over the 20 kept closes (DESIGN.md: floats only in
+/// indicator outputs such as σ): a running Σx² in `Decimal` can overflow or
+/// cancel, and 20 `Decimal` squares at every close cost a microsecond.
 #[derive(Debug, Clone, Default)]
 struct Closes {
-    ring: VecDeque<Decimal>,
+    ring: VecDeque<(Decimal, f64)>,
     sum: Decimal,
     ema: Option<Decimal>,
 }
@@ -455,47 +491,41 @@ struct Closes {
 impl Closes {
     const N: usize = 20;
 
-    fn push(&mut self, close: Decimal) -> Averages {
-        self.ring.push_back(close);
+    /// Folds a close in; (Σ, EMA, σ) of the last 20 once there are 20.
+    fn push(&mut self, close: Decimal) -> Option<(Decimal, Decimal, f64)> {
+        self.ring
+            .push_back((close, close.to_f64().unwrap_or(f64::NAN)));
         self.sum += close;
         if self.ring.len() > Self::N
-            && let Some(old) = self.ring.pop_front()
+            && let Some((old, _)) = self.ring.pop_front()
         {
             self.sum -= old;
         }
         if self.ring.len() < Self::N {
-            return Averages::default();
+            return None;
         }
-        let n = Decimal::from(20);
-        let sma = self.sum / n;
-        let alpha = Decimal::TWO / Decimal::from(21);
         let ema = match self.ema {
-            None => sma,
-            Some(prev) => prev + alpha * (close - prev),
+            None => self.sum / Decimal::from(20),
+            Some(prev) => prev + ema_alpha() * (close - prev),
         };
         self.ema = Some(ema);
-        // Population variance; floats only for the square root, as DESIGN.md allows for σ.
+        #[expect(clippy::cast_precision_loss, reason = "N is 20")]
+        let count = Self::N as f64;
+        let mean = self.ring.iter().map(|(_, x)| x).sum::<f64>() / count;
         let variance = self
             .ring
             .iter()
-            .try_fold(Decimal::ZERO, |acc, x| {
-                let d = *x - sma;
-                acc.checked_add(d.checked_mul(d)?)
-            })
-            .map(|v| v / n);
-        let band = variance.and_then(|v| {
-            v.to_f64()
-                .map(f64::sqrt)
-                .and_then(Decimal::from_f64_retain)
-                .map(|sigma| (sigma * Decimal::TWO).round_dp(8))
-        });
-        let sma = sma.round_dp(8);
-        Averages {
-            sma: Some(sma),
-            ema: Some(ema.round_dp(8)),
-            bands: band.map(|b| (sma, sma + b, sma - b)),
-        }
+            .map(|(_, x)| (x - mean) * (x - mean))
+            .sum::<f64>()
+            / count;
+        Some((self.sum, ema, variance.sqrt()))
     }
+}
+
+/// EMA-20's smoothing factor, 2 / 21, computed once.
+fn ema_alpha() -> Decimal {
+    static ALPHA: std::sync::OnceLock<Decimal> = std::sync::OnceLock::new();
+    *ALPHA.get_or_init(|| Decimal::TWO / Decimal::from(21))
 }
 
 /// One period's candles and indicators.
@@ -504,7 +534,7 @@ pub struct CandleSeries {
     period: Period,
     /// The live candle, in units at the analyst's scale.
     current: Option<Agg>,
-    history: VecDeque<(Candle, Indicators)>,
+    history: VecDeque<(Candle, Raw)>,
     closes: Closes,
     rsi7: Rsi,
     rsi14: Rsi,
@@ -528,35 +558,28 @@ impl CandleSeries {
     }
 
     /// Closed candles with their indicators, oldest first.
-    pub fn history(&self) -> impl DoubleEndedIterator<Item = &(Candle, Indicators)> {
-        self.history.iter()
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = (Candle, Indicators)> + '_ {
+        self.history.iter().map(|(c, r)| (*c, r.indicators(c)))
     }
 
     /// The latest closed candle's indicators.
-    pub fn latest(&self) -> Option<&Indicators> {
-        self.history.back().map(|(_, i)| i)
+    pub fn latest(&self) -> Option<Indicators> {
+        self.history.back().map(|(c, r)| r.indicators(c))
     }
 
     fn close(&mut self, candle: Candle) {
-        let Averages {
-            sma: sma20,
-            ema: ema20,
-            bands,
-        } = self.closes.push(candle.close);
-        let ind = Indicators {
-            sma20,
-            ema20,
+        let averages = self.closes.push(candle.close);
+        let raw = Raw {
+            sum20: averages.map(|a| a.0),
+            ema20: averages.map(|a| a.1),
+            sigma: averages.map(|a| a.2),
             rsi7: self.rsi7.push(candle.close),
             rsi14: self.rsi14.push(candle.close),
-            bb_mid: bands.map(|b| b.0),
-            bb_up: bands.map(|b| b.1),
-            bb_low: bands.map(|b| b.2),
-            vwap: candle.vwap().map(|v| v.round_dp(8)),
         };
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back((candle, ind));
+        self.history.push_back((candle, raw));
     }
 
     /// Closes the live candle if `time` lies past it, with an empty candle
@@ -1019,7 +1042,7 @@ mod tests {
         a.on_trade(&trade(2, 20 * 1_000_000_000, dec!(110), dec!(2)));
         a.on_trade(&trade(3, 50 * 1_000_000_000, dec!(90), dec!(1)));
         a.on_trade(&trade(4, 3 * MIN + 1, dec!(95), dec!(1)));
-        let m1: Vec<_> = a.series(Period::M1).history().map(|(c, _)| *c).collect();
+        let m1: Vec<_> = a.series(Period::M1).history().map(|(c, _)| c).collect();
         assert_eq!(
             m1.len(),
             3,
@@ -1211,7 +1234,7 @@ mod tests {
                 let got: Vec<Naive> = a
                     .series(period)
                     .history()
-                    .map(|(c, _)| *c)
+                    .map(|(c, _)| c)
                     .filter(|c| c.trades > 0)
                     .chain(a.current(period))
                     .map(|c| (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades))

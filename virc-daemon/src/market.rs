@@ -491,7 +491,7 @@ impl MarketActor {
                         .history()
                         .rev()
                         .take(limit)
-                        .map(|(c, i)| candle(c, Some(i)))
+                        .map(|(c, i)| candle(&c, Some(&i)))
                         .collect();
                     out.reverse();
                     out
@@ -539,7 +539,7 @@ impl MarketActor {
                     s.analyst
                         .series(*per)
                         .latest()
-                        .map(|i| (per.name().to_owned(), indicators(i)))
+                        .map(|i| (per.name().to_owned(), indicators(&i)))
                 })
                 .collect();
             let update = pb::MarketUpdate {
