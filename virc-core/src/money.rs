@@ -119,8 +119,32 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
 macro_rules! money_type {
     ($name:ident, $what:literal, $doc:literal, strictly_positive = $pos:literal) => {
         #[doc = $doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $name(Decimal);
+
+        impl Ord for $name {
+            /// By value. Two amounts of one product nearly always share a
+            /// scale (the exchange writes them to its increments), and then
+            /// compare as integers, inline; `Decimal`'s general comparison
+            /// (out of line, aligning scales) is the fallback. Books and
+            /// order indexes are keyed by these, so this is their hot path.
+            #[inline]
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                let (a, b) = (self.0, other.0);
+                if a.scale() == b.scale() {
+                    a.mantissa().cmp(&b.mantissa())
+                } else {
+                    a.cmp(&b)
+                }
+            }
+        }
+
+        impl PartialOrd for $name {
+            #[inline]
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
 
         impl $name {
             /// Checked constructor.
@@ -400,6 +424,19 @@ mod property_tests {
     use super::*;
 
     proptest! {
+        #[test]
+        fn prop_amounts_order_as_their_values(
+            a in 0i64..1_000_000_000_000, sa in 0u32..12, b in 0i64..1_000_000_000_000, sb in 0u32..12,
+        ) {
+            let (x, y) = (Decimal::new(a, sa), Decimal::new(b, sb));
+            let (p, q) = (Size::new(x).unwrap(), Size::new(y).unwrap());
+            prop_assert_eq!(p.cmp(&q), x.cmp(&y));
+            prop_assert_eq!(p == q, x == y);
+            // The same value at the same scale takes the integer path.
+            let z = Decimal::new(a, sb);
+            prop_assert_eq!(Size::new(z).unwrap().cmp(&q), z.cmp(&y));
+        }
+
         #[test]
         fn prop_display_parse_round_trips(units in 1i64..i64::MAX, scale in 0u32..12) {
             let p = Price::new(Decimal::new(units, scale)).unwrap();
