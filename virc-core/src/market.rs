@@ -823,31 +823,25 @@ impl Analyst {
             }
         };
         let (price, size) = (trim(price), trim(size));
-        let mut p = price.scale().min(MAX_SCALE);
-        while p > self.scale.price
-            && !(units_at(price.round_dp(p), p).is_some()
-                && self.rescale(Scale {
-                    price: p,
-                    ..self.scale
-                }))
-        {
-            p -= 1;
-        }
-        let mut z = size.scale().min(MAX_SCALE);
-        while z > self.scale.size
-            && !(units_at(size.round_dp(z), z).is_some()
-                && self.rescale(Scale {
-                    size: z,
-                    ..self.scale
-                }))
-        {
-            z -= 1;
-        }
+        self.raise(price, self.scale.price, |sc, p| Scale { price: p, ..sc });
+        self.raise(size, self.scale.size, |sc, z| Scale { size: z, ..sc });
         let sc = self.scale;
         Some((
             units_at(price.round_dp(sc.price), sc.price)?,
             units_at(size.round_dp(sc.size), sc.size)?,
         ))
+    }
+
+    /// Raises one scale from `have` towards `value`'s places, as far as
+    /// `value` and every live aggregate still fit; `with` sets that scale.
+    fn raise(&mut self, value: Decimal, have: u32, with: impl Fn(Scale, u32) -> Scale) {
+        let mut places = value.scale().min(MAX_SCALE);
+        while places > have
+            && !(units_at(value.round_dp(places), places).is_some()
+                && self.rescale(with(self.scale, places)))
+        {
+            places -= 1;
+        }
     }
 
     /// Moves every live aggregate to `want`; false (and nothing changed) if
