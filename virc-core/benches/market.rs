@@ -21,7 +21,15 @@ use virc_core::{
 fn main() {
     // Trades per second of exchange time: 10 is a busy BTC-USD; at 1 every
     // trade opens a new second, the analyst's least favourable case.
-    for rate in [10, 1] {
+    // `VIRC_BENCH_RATE=N`: that rate alone, for a profiler.
+    let rates = match std::env::var("VIRC_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        Some(r) => vec![r],
+        None => vec![10, 1],
+    };
+    for rate in rates {
         run(rate);
     }
 }

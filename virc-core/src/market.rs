@@ -25,8 +25,9 @@
 //!   units at the finest scale seen so far (up to [`MAX_SCALE`] places;
 //!   beyond that, or where a finer scale would not fit an `i64` count, they
 //!   are rounded), so sums are exact and a trade costs a few integer
-//!   operations. Trades are summed per second of exchange time and each
-//!   second is folded once into every candle and window; figures are
+//!   operations. Trades are summed per second of exchange time, seconds
+//!   into 5 s, 15 s, 30 s and 1 minute buckets, and each finished bucket
+//!   goes once to the windows and candles built from it; figures are
 //!   `Decimal`s again wherever they leave the analyst.
 //! - **Order**: a trade whose id is not above the last one seen is a
 //!   duplicate and is ignored; a trade time earlier than the last is treated
@@ -221,6 +222,27 @@ pub const MAX_SCALE: u32 = 18;
 
 /// Nanoseconds in the analyst's finest bucket, one second of exchange time.
 const SECOND: i64 = 1_000_000_000;
+
+/// Nanoseconds in a minute: every candle period and the buckets of the
+/// windows from 1 hour up are whole minutes.
+const MINUTE: i64 = 60 * SECOND;
+
+/// The analyst's aggregation levels above the second, each a multiple of
+/// the one before: the buckets of the 5, 15 and 30 minute windows, and the
+/// minute. A finished second is merged into the 5 s level, a finished 5 s
+/// bucket into the 15 s level, and so on, so a second costs two merges
+/// however many periods and windows there are.
+const LEVELS: [i64; 4] = [5 * SECOND, 15 * SECOND, 30 * SECOND, MINUTE];
+
+/// The level a window takes its buckets from: 0 for seconds, `k + 1` for
+/// [`LEVELS`]`[k]`, and the minute for every bucket of whole minutes.
+fn feed_of(bucket: i64) -> usize {
+    match LEVELS.iter().position(|l| *l == bucket) {
+        Some(k) => k + 1,
+        None if bucket < MINUTE => 0,
+        None => LEVELS.len(),
+    }
+}
 
 /// The integer scales (decimal places) prices and sizes are counted in.
 ///
@@ -625,7 +647,8 @@ impl CandleSeries {
         }
     }
 
-    /// The live candle with `pending` (a second not yet folded) included.
+    /// The live candle with `pending` (what is summed but not yet folded)
+    /// included.
     fn live(&self, pending: Option<&Agg>) -> Option<Agg> {
         let len = self.period.nanos();
         match (self.current, pending) {
@@ -665,20 +688,28 @@ pub struct WindowStats {
 #[derive(Debug, Clone)]
 struct RollingWindow {
     window: Window,
+    /// The window's length, ns.
+    span: i64,
     bucket: i64,
+    /// The level it is fed from (see [`feed_of`]).
+    feed: usize,
     buckets: VecDeque<Agg>,
 }
 
 impl RollingWindow {
     fn new(window: Window) -> Self {
+        let bucket = window.nanos() / 60;
         Self {
             window,
-            bucket: window.nanos() / 60,
+            span: window.nanos(),
+            bucket,
+            feed: feed_of(bucket),
             buckets: VecDeque::with_capacity(62),
         }
     }
 
-    /// Folds a finished second in and drops buckets that left the window.
+    /// Folds a finished second (or bucket of its level) in and drops
+    /// buckets that left the window.
     fn fold(&mut self, second: &Agg) {
         // Seconds arrive in order, so the back bucket is the only candidate;
         // comparing with its end saves a division per fold.
@@ -689,7 +720,7 @@ impl RollingWindow {
                 self.buckets.push_back(Agg { start, ..*second });
             }
         }
-        let edge = second.start - self.window.nanos();
+        let edge = second.start - self.span;
         while self
             .buckets
             .front()
@@ -699,10 +730,10 @@ impl RollingWindow {
         }
     }
 
-    /// Statistics as of `now`, with `pending` (a second not yet folded)
-    /// included; `None` when no trade is in the window.
+    /// Statistics as of `now`, with `pending` (what is summed but not yet
+    /// folded) included; `None` when no trade is in the window.
     fn stats(&self, now: i64, pending: Option<&Agg>, sc: Scale) -> Option<WindowStats> {
-        let edge = now - self.window.nanos();
+        let edge = now - self.span;
         let mut live = self
             .buckets
             .iter()
@@ -728,16 +759,26 @@ impl RollingWindow {
 
 /// Everything the analyst knows about one product.
 ///
-/// Trades are summed into the pending second in integer units; each second
-/// is folded once into every period and window when the next one begins.
-/// That keeps a trade's cost to a handful of integer operations whatever
-/// the number of periods and windows, and gives exactly the figures a
-/// per-trade fold would (aggregation is associative).
+/// Trades are summed into the pending second in integer units. A finished
+/// second goes to the 1-minute window and up the [`LEVELS`] (5 s, 15 s,
+/// 30 s, minute); each finished bucket of a level goes to the windows fed
+/// from it and into the next level, and each finished minute to every
+/// candle period and the windows of whole-minute buckets. That keeps a
+/// trade's cost to a handful of integer operations whatever the number of
+/// periods and windows, and gives exactly the figures a per-trade fold
+/// would (aggregation is associative).
 #[derive(Debug, Clone)]
 pub struct Analyst {
     series: Vec<CandleSeries>,
     windows: Vec<RollingWindow>,
     pending: Option<Agg>,
+    /// The unfinished bucket of each of [`LEVELS`]; a higher level holds
+    /// older trades than a lower one.
+    levels: [Option<Agg>; LEVELS.len()],
+    /// The range of `windows` fed from each level (they are in feed order).
+    fed: [std::ops::Range<usize>; LEVELS.len() + 1],
+    /// Start of the next minute: no candle can close before it.
+    next_minute: i64,
     scale: Scale,
     last: Option<Trade>,
 }
@@ -751,10 +792,23 @@ impl Default for Analyst {
 impl Analyst {
     /// An analyst with no history.
     pub fn new() -> Self {
+        let windows: Vec<RollingWindow> =
+            Window::ALL.iter().map(|w| RollingWindow::new(*w)).collect();
+        let fed = std::array::from_fn(|feed| {
+            let from = windows.iter().take_while(|w| w.feed < feed).count();
+            from..from
+                + windows[from..]
+                    .iter()
+                    .take_while(|w| w.feed == feed)
+                    .count()
+        });
         Self {
             series: Period::ALL.iter().map(|p| CandleSeries::new(*p)).collect(),
-            windows: Window::ALL.iter().map(|w| RollingWindow::new(*w)).collect(),
+            windows,
             pending: None,
+            levels: [None; LEVELS.len()],
+            fed,
+            next_minute: i64::MIN,
             scale: Scale { price: 0, size: 0 },
             last: None,
         }
@@ -791,21 +845,95 @@ impl Analyst {
         true
     }
 
-    /// Folds the pending second into every period and window, and closes
-    /// the candles that `time` lies past.
+    /// Sends the pending second up the levels, finishes the buckets `time`
+    /// lies past, and closes the candles it lies past.
     fn flush(&mut self, time: i64) {
-        let sc = self.scale;
         if let Some(p) = self.pending.take() {
+            self.deliver(0, &p);
+            self.offer(0, p);
+        }
+        // Lowest first: a finished bucket is offered to the next level.
+        // Every unfinished bucket holds the last flush's time, so they nest:
+        // once one is unfinished, so are all above it.
+        for (k, len) in LEVELS.iter().enumerate() {
+            match self.levels[k] {
+                Some(a) if time >= a.start + len => {
+                    self.levels[k] = None;
+                    self.finish(k, a);
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
+        if time >= self.next_minute {
+            let sc = self.scale;
             for s in &mut self.series {
-                s.fold(&p, sc);
+                s.advance(time, sc);
             }
-            for w in &mut self.windows {
-                w.fold(&p);
+            self.next_minute = time - time.rem_euclid(MINUTE) + MINUTE;
+        }
+    }
+
+    /// Merges `a` into level `k`'s bucket, finishing that bucket first if
+    /// `a` lies past it.
+    fn offer(&mut self, k: usize, a: Agg) {
+        let len = LEVELS[k];
+        if let Some(b) = &mut self.levels[k]
+            && a.start < b.start + len
+        {
+            b.merge(&a);
+            return;
+        }
+        if let Some(done) = self.levels[k].take() {
+            // Older than `a`: it goes up first.
+            self.finish(k, done);
+        }
+        self.levels[k] = Some(Agg {
+            start: a.start - a.start.rem_euclid(len),
+            ..a
+        });
+    }
+
+    /// A finished bucket of level `k`: to the consumers fed from it and
+    /// into the next level.
+    fn finish(&mut self, k: usize, a: Agg) {
+        self.deliver(k + 1, &a);
+        if k + 1 < LEVELS.len() {
+            self.offer(k + 1, a);
+        }
+    }
+
+    /// A finished bucket to the windows fed from level `feed`, and a
+    /// finished minute to every candle period.
+    fn deliver(&mut self, feed: usize, a: &Agg) {
+        let fed = self.fed[feed].clone();
+        for w in &mut self.windows[fed] {
+            w.fold(a);
+        }
+        if feed == LEVELS.len() {
+            let sc = self.scale;
+            for s in &mut self.series {
+                s.fold(a, sc);
             }
         }
-        for s in &mut self.series {
-            s.advance(time, sc);
-        }
+    }
+
+    /// What is summed but not yet delivered to consumers fed from level
+    /// `feed`: the unfinished buckets below it, oldest first, and the
+    /// pending second.
+    fn tail(&self, feed: usize) -> Option<Agg> {
+        self.levels[..feed]
+            .iter()
+            .rev()
+            .chain(std::iter::once(&self.pending))
+            .flatten()
+            .fold(None, |acc: Option<Agg>, a| match acc {
+                Some(mut t) => {
+                    t.merge(a);
+                    Some(t)
+                }
+                None => Some(*a),
+            })
     }
 
     /// A trade's units when it has more decimal places than the analyst
@@ -855,6 +983,9 @@ impl Analyst {
         let Some(pending) = fit(&self.pending) else {
             return false;
         };
+        let Some(levels) = self.levels.iter().map(fit).collect::<Option<Vec<_>>>() else {
+            return false;
+        };
         let Some(current) = self
             .series
             .iter()
@@ -877,6 +1008,9 @@ impl Analyst {
             return false;
         };
         self.pending = pending;
+        for (l, a) in self.levels.iter_mut().zip(levels) {
+            *l = a;
+        }
         for (s, c) in self.series.iter_mut().zip(current) {
             s.current = c;
         }
@@ -901,24 +1035,26 @@ impl Analyst {
     /// The candle of `period` being built, if any.
     pub fn current(&self, period: Period) -> Option<Candle> {
         self.series(period)
-            .live(self.pending.as_ref())
+            .live(self.tail(LEVELS.len()).as_ref())
             .map(|a| a.candle(self.scale))
     }
 
     /// One window's statistics as of `now` (exchange time).
     pub fn window(&self, window: Window, now: i64) -> Option<WindowStats> {
-        self.windows.iter().find(|w| w.window == window)?.stats(
-            now,
-            self.pending.as_ref(),
-            self.scale,
-        )
+        let w = self.windows.iter().find(|w| w.window == window)?;
+        w.stats(now, self.tail(w.feed).as_ref(), self.scale)
     }
 
     /// Every window's statistics as of `now` (exchange time), shortest first.
     pub fn stats(&self, now: i64) -> Vec<(Window, Option<WindowStats>)> {
         self.windows
             .iter()
-            .map(|w| (w.window, w.stats(now, self.pending.as_ref(), self.scale)))
+            .map(|w| {
+                (
+                    w.window,
+                    w.stats(now, self.tail(w.feed).as_ref(), self.scale),
+                )
+            })
             .collect()
     }
 
@@ -1209,7 +1345,15 @@ mod tests {
         #[test]
         fn prop_integer_seconds_equal_a_per_trade_decimal_fold(
             steps in proptest::collection::vec(
-                (0i64..3_000_000_000, 1i64..2_000_000, 0u32..6, 1i64..5_000_000, 0u32..9),
+                (
+                    // Mostly trades within seconds of each other, some after
+                    // minutes of silence (empty candles and buckets).
+                    proptest::prop_oneof![9 => 0i64..3_000_000_000, 1 => 0i64..400_000_000_000],
+                    1i64..2_000_000,
+                    0u32..6,
+                    1i64..5_000_000,
+                    0u32..9,
+                ),
                 1..300,
             ),
             late in 0i64..400_000_000_000,
@@ -1223,7 +1367,7 @@ mod tests {
                 proptest::prop_assert!(a.on_trade(&trade(i as u64 + 1, time, p, z)));
                 seen.push((time, p, z));
             }
-            for period in [Period::M1, Period::M5] {
+            for period in [Period::M1, Period::M5, Period::M15, Period::H1] {
                 let want = naive(&seen, period.nanos());
                 let got: Vec<Naive> = a
                     .series(period)
@@ -1235,7 +1379,7 @@ mod tests {
                     .collect();
                 proptest::prop_assert_eq!(got, want);
             }
-            for w in [Window::M1, Window::M15, Window::H1] {
+            for w in Window::ALL {
                 let now = time + late;
                 let bucket = w.nanos() / 60;
                 let inside: Vec<_> = seen
@@ -1259,6 +1403,30 @@ mod tests {
                 proptest::prop_assert_eq!(got.vwap, (quote / volume).round_dp(8));
             }
         }
+    }
+
+    #[test]
+    fn each_window_is_fed_whole_buckets_of_its_size() {
+        let feeds: Vec<usize> = Window::ALL
+            .iter()
+            .map(|w| RollingWindow::new(*w).feed)
+            .collect();
+        assert_eq!(feeds, [0, 1, 2, 3, 4, 4, 4, 4]);
+        let a = Analyst::new();
+        assert_eq!(a.fed, [0..1, 1..2, 2..3, 3..4, 4..8]);
+        for w in Window::ALL {
+            let r = RollingWindow::new(w);
+            let from = if r.feed == 0 {
+                SECOND
+            } else {
+                LEVELS[r.feed - 1]
+            };
+            assert_eq!(r.bucket % from, 0, "{w:?}");
+        }
+        for p in Period::ALL {
+            assert_eq!(p.nanos() % MINUTE, 0, "{p:?}");
+        }
+        assert!(LEVELS.windows(2).all(|l| l[1] % l[0] == 0));
     }
 
     #[test]
