@@ -58,19 +58,27 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Option<u64> {
         self.skip_ws();
         let start = self.at;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+        // The value is built as the digits are read; one that overflows is
+        // serde's to report.
+        let mut value: u64 = 0;
+        while let Some(d) = self
+            .peek()
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+        {
+            value = value.checked_mul(10)?.checked_add(u64::from(d))?;
             self.at += 1;
         }
-        let digits = self.text.get(start..self.at)?;
+        let len = self.at - start;
         // A fraction or an exponent is not an integer: let serde say so.
-        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || digits.is_empty() {
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || len == 0 {
             return None;
         }
         // JSON has no leading zeros.
-        if digits.len() > 1 && digits.starts_with('0') {
+        if len > 1 && self.text.as_bytes().get(start) == Some(&b'0') {
             return None;
         }
-        digits.parse().ok()
+        Some(value)
     }
 
     fn null(&mut self) -> bool {
@@ -556,6 +564,9 @@ mod tests {
             "{\"type\":1}",
             "{\"type\":\"match\"",
             "{\"type\":\"heartbeat\",\"sequence\":01}",
+            "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":18446744073709551615}",
+            "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":18446744073709551616}",
+            "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":0}",
         ] {
             agree(odd);
         }
