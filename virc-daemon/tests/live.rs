@@ -108,16 +108,21 @@ async fn wait_bot(
     );
 }
 
+/// The daemon's exchange connections, as `virc exchanges` shows them.
+async fn exchanges(ch: &Channel) -> Vec<pb::ExchangeInfo> {
+    SystemClient::new(ch.clone())
+        .exchanges(pb::ExchangesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .exchanges
+}
+
 /// Waits until the `live` connection is up (clock, products, fees,
 /// balances read, user feed subscribed).
 async fn wait_up(ch: &Channel) {
     for _ in 0..200 {
-        let xs = SystemClient::new(ch.clone())
-            .exchanges(pb::ExchangesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .exchanges;
+        let xs = exchanges(ch).await;
         if xs
             .iter()
             .any(|x| x.name == "live" && x.kind == "live" && x.state == "up")
@@ -521,12 +526,7 @@ async fn an_unreachable_connection_is_reported_and_refuses_bots_clearly() {
     let ch = ready(&dir.path().join("virc.sock")).await;
     let mut state = String::new();
     for _ in 0..200 {
-        let xs = SystemClient::new(ch.clone())
-            .exchanges(pb::ExchangesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .exchanges;
+        let xs = exchanges(&ch).await;
         state = xs.iter().find(|x| x.name == "live").unwrap().state.clone();
         if state.starts_with("down") {
             break;
