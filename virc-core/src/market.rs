@@ -632,16 +632,16 @@ impl CandleSeries {
         }
     }
 
-    /// Folds a finished second into the live candle.
-    fn fold(&mut self, second: &Agg, sc: Scale) {
-        self.advance(second.start, sc);
+    /// Folds a finished minute into the live candle.
+    fn fold(&mut self, minute: &Agg, sc: Scale) {
+        self.advance(minute.start, sc);
         match &mut self.current {
-            Some(c) => c.merge(second),
+            Some(c) => c.merge(minute),
             None => {
                 let len = self.period.nanos();
                 self.current = Some(Agg {
-                    start: second.start - second.start.rem_euclid(len),
-                    ..*second
+                    start: minute.start - minute.start.rem_euclid(len),
+                    ..*minute
                 });
             }
         }
@@ -710,17 +710,17 @@ impl RollingWindow {
 
     /// Folds a finished second (or bucket of its level) in and drops
     /// buckets that left the window.
-    fn fold(&mut self, second: &Agg) {
-        // Seconds arrive in order, so the back bucket is the only candidate;
+    fn fold(&mut self, part: &Agg) {
+        // Parts arrive in order, so the back part is the only candidate;
         // comparing with its end saves a division per fold.
         match self.buckets.back_mut() {
-            Some(b) if second.start < b.start + self.bucket => b.merge(second),
+            Some(b) if part.start < b.start + self.bucket => b.merge(part),
             _ => {
-                let start = second.start - second.start.rem_euclid(self.bucket);
-                self.buckets.push_back(Agg { start, ..*second });
+                let start = part.start - part.start.rem_euclid(self.bucket);
+                self.buckets.push_back(Agg { start, ..*part });
             }
         }
-        let edge = second.start - self.span;
+        let edge = part.start - self.span;
         while self
             .buckets
             .front()
