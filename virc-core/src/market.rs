@@ -711,7 +711,7 @@ impl RollingWindow {
     /// Folds a finished second (or bucket of its level) in and drops
     /// buckets that left the window.
     fn fold(&mut self, part: &Agg) {
-        // Parts arrive in order, so the back part is the only candidate;
+        // Parts arrive in order, so the back bucket is the only candidate;
         // comparing with its end saves a division per fold.
         match self.buckets.back_mut() {
             Some(b) if part.start < b.start + self.bucket => b.merge(part),
