@@ -332,11 +332,11 @@ impl TradeLog {
                 .map_or(tail.len(), |n| i + n);
             let trades: Vec<Recorded> = tail[i..j].iter().map(|(_, r)| *r).collect();
             self.merge(product, minute, &trades)?;
-            let mut batch = sled::Batch::default();
+            // Key by key, not a sled batch (see the store's docs): a crash
+            // midway leaves tail records that the next merge finds stored.
             for (k, _) in &tail[i..j] {
-                batch.remove(k.clone());
+                self.tail.remove(k)?;
             }
-            self.tail.apply_batch(batch)?;
             i = j;
         }
         Ok(())
@@ -495,12 +495,10 @@ impl TradeLog {
         .into_iter()
         .zip(&mut removed)
         {
-            let mut batch = sled::Batch::default();
             for r in tree.range(lo.clone()..hi) {
-                batch.remove(r?.0);
+                tree.remove(r?.0)?;
                 *n += 1;
             }
-            tree.apply_batch(batch)?;
         }
         Ok(removed[0])
     }

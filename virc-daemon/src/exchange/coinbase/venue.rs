@@ -23,7 +23,7 @@
 //! # Its record (sled)
 //! `coinbase.<name>`: the wallet's holds, reservations and fees (`w`), and
 //! every order of ours not yet reported done with the trade ids reported
-//! (`k` + id). `coinbase.<name>.owners`: client id → bot, written before
+//! (`k` + id), written together through `coinbase.<name>.journal`. `coinbase.<name>.owners`: client id → bot, written before
 //! the order is sent, so an order found after a crash has its owner.
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,7 +51,7 @@ use super::{
 };
 use crate::{
     exchange::{Exchange, ExchangeError, FillView, OrderView, Reply, Target, Update},
-    store::{Records, Store, StoreError},
+    store::{Journal, Records, Store, StoreError},
 };
 
 /// At most this many fills of one order are read back.
@@ -90,6 +90,8 @@ pub struct CoinbaseExchange {
     wallet: Ledger,
     known: HashMap<OrderId, Known>,
     record: Records,
+    /// Makes the wallet and an order's record land together.
+    journal: Journal,
     owners: Records,
     link: Link,
 }
@@ -122,12 +124,12 @@ impl CoinbaseExchange {
         rates: FeeRates,
         store: &Store,
     ) -> Result<Self, StoreError> {
-        let tree = |what: &str| -> Result<Records, StoreError> {
-            // Tree names must be 'static; two per configured exchange is bounded.
-            let leaked: &'static str = Box::leak(format!("coinbase.{name}{what}").into_boxed_str());
-            store.records(leaked)
+        // Tree names must be 'static; three per configured exchange is bounded.
+        let tree = |what: &str| -> &'static str {
+            Box::leak(format!("coinbase.{name}{what}").into_boxed_str())
         };
-        let (record, owners) = (tree("")?, tree(".owners")?);
+        let (journal, [record]) = store.journaled(tree(".journal"), [tree("")])?;
+        let owners = store.records(tree(".owners"))?;
         let wallet = record.get::<Ledger>(WALLET)?.unwrap_or_default();
         let known = record
             .scan_prefix::<Known>(b"k")?
@@ -143,6 +145,7 @@ impl CoinbaseExchange {
             wallet,
             known,
             record,
+            journal,
             owners,
             link: Link::Connecting,
         })
@@ -179,7 +182,8 @@ impl CoinbaseExchange {
     }
 
     fn save_wallet(&self) -> Result<(), StoreError> {
-        self.record.put(WALLET, &self.wallet)
+        self.record.put(WALLET, &self.wallet)?;
+        self.journal.settle()
     }
 
     fn fail<T>(&mut self, e: RestError) -> Result<T, ExchangeError> {
@@ -355,15 +359,15 @@ impl CoinbaseExchange {
         ))
     }
 
-    /// Writes the wallet and the order's record in one atomic batch, so a
-    /// crash can never keep a settled fill without its trade id (which
+    /// Writes the wallet and the order's record as one journal group, so
+    /// a crash can never keep a settled fill without its trade id (which
     /// would settle it twice) or a hold without its order.
     fn persist(&self, id: OrderId) -> Result<(), StoreError> {
-        let mut batch = vec![(WALLET.to_vec(), self.record.encode(&self.wallet)?)];
+        self.record.put(WALLET, &self.wallet)?;
         if let Some(k) = self.known.get(&id) {
-            batch.push((known_key(id), self.record.encode(k)?));
+            self.record.put(&known_key(id), k)?;
         }
-        self.record.put_batch(batch)
+        self.journal.settle()
     }
 
     /// What virc knows of an order: open ones in memory, closed ones in the record.
@@ -413,11 +417,11 @@ impl CoinbaseExchange {
             k.closed = true;
             k
         });
-        let mut batch = vec![(WALLET.to_vec(), self.record.encode(&self.wallet)?)];
+        self.record.put(WALLET, &self.wallet)?;
         if let Some(k) = closed {
-            batch.push((known_key(id), self.record.encode(&k)?));
+            self.record.put(&known_key(id), &k)?;
         }
-        self.record.put_batch(batch)
+        self.journal.settle()
     }
 
     fn path(target: Target) -> String {

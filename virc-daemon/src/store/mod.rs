@@ -8,10 +8,23 @@
 //!   value format because the event is the API's own versioned type: a newer
 //!   daemon reads older events unchanged.
 //!
+//! # No sled batches or transactions
+//! The first `apply_batch` or transaction in a process switches every sled
+//! operation, in every tree, from a lock-free counter to a global RwLock
+//! (sled 0.34's `concurrency_control`), and each batch then holds that
+//! lock's write side: one event-log batch stalled a bot's tick for up to
+//! half a millisecond. Writes that must land together go through a
+//! [`Journal`] (one insert); runs of records that may be cut short after a
+//! crash are written one by one, since sled recovers a prefix of the writes.
+//!
 //! # Exclusive use
 //! A `virc.lock` file in the data directory is locked (`flock`) for the
 //! lifetime of the [`Store`]; a second daemon on the same directory fails
 //! fast with [`StoreError::Locked`] instead of sharing the database.
+
+mod journal;
+
+pub use journal::Journal;
 
 use std::{
     fs::{File, OpenOptions},
@@ -150,7 +163,31 @@ impl Store {
         Ok(Records {
             tree: self.db.open_tree(name)?,
             name,
+            journal: None,
         })
+    }
+
+    /// Trees of JSON records whose writes are grouped by a [`Journal`]
+    /// kept in the tree `log`: one record per group on the latency path,
+    /// the trees themselves written when [`Journal::settle`] is called.
+    /// Groups an earlier process committed are replayed first.
+    pub fn journaled<const N: usize>(
+        &self,
+        log: &'static str,
+        names: [&'static str; N],
+    ) -> Result<(Journal, [Records; N]), StoreError> {
+        let trees = names
+            .iter()
+            .map(|n| self.db.open_tree(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let journal = Journal::open(self.db.open_tree(log)?, log, trees.clone())?;
+        let records = std::array::from_fn(|i| Records {
+            tree: trees[i].clone(),
+            name: names[i],
+            // A handful of trees per journal: the number fits a byte.
+            journal: Some((journal.clone(), u8::try_from(i).unwrap_or(u8::MAX))),
+        });
+        Ok((journal, records))
     }
 
     /// A raw tree, for data with its own encoding (the trade recorder).
@@ -173,6 +210,8 @@ impl Store {
 pub struct Records {
     tree: sled::Tree,
     name: &'static str,
+    /// Set for trees written through a journal, with this tree's number in it.
+    journal: Option<(Journal, u8)>,
 }
 
 impl std::fmt::Debug for Records {
@@ -191,33 +230,33 @@ impl Records {
         })
     }
 
-    /// Writes `value` under `key` (durable at the next flush).
+    /// Writes `value` under `key` (durable at the next flush; for a
+    /// journaled tree, at the next flush after its group's commit).
     pub fn put<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
-            tree: self.name,
-            detail: e.to_string(),
-        })?;
-        self.tree.insert(key, bytes)?;
+        let bytes = self.encode(value)?;
+        match &self.journal {
+            Some((j, i)) => j.write(*i, key, Some(bytes)),
+            None => {
+                self.tree.insert(key, bytes)?;
+            }
+        }
         Ok(())
     }
 
-    /// A record's bytes, for [`Records::put_batch`].
+    /// Settles a journaled tree, so that a scan of it sees every write.
+    fn settled(&self) -> Result<&sled::Tree, StoreError> {
+        if let Some((j, _)) = &self.journal {
+            j.settle()?;
+        }
+        Ok(&self.tree)
+    }
+
+    /// A record's bytes.
     pub fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
             tree: self.name,
             detail: e.to_string(),
         })
-    }
-
-    /// Writes several encoded records at once: after a crash either all of
-    /// them are there or none (sled applies a batch atomically).
-    pub fn put_batch(&self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in records {
-            batch.insert(k, v);
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(())
     }
 
     /// Makes everything written so far durable (the whole store, as sled flushes).
@@ -228,18 +267,28 @@ impl Records {
 
     /// Reads the record under `key`.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.tree.get(key)?.map(|v| self.decode(&v)).transpose()
+        let bytes = match self.journal.as_ref().and_then(|(j, i)| j.read(*i, key)) {
+            Some(journal::Pending::Put(v)) => Some(v),
+            Some(journal::Pending::Removed) => None,
+            None => self.tree.get(key)?,
+        };
+        bytes.map(|v| self.decode(&v)).transpose()
     }
 
     /// Removes the record under `key`.
     pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.tree.remove(key)?;
+        match &self.journal {
+            Some((j, i)) => j.write(*i, key, None),
+            None => {
+                self.tree.remove(key)?;
+            }
+        }
         Ok(())
     }
 
     /// Every record, in key order.
     pub fn all<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(sled::IVec, T)>, StoreError> {
-        self.tree
+        self.settled()?
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -255,7 +304,7 @@ impl Records {
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree.iter().rev() {
+        for kv in self.settled()?.iter().rev() {
             if out.len() >= limit {
                 break;
             }
@@ -273,7 +322,7 @@ impl Records {
         &self,
         prefix: &[u8],
     ) -> Result<Vec<(sled::IVec, T)>, StoreError> {
-        self.tree
+        self.settled()?
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -288,7 +337,7 @@ impl Records {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
-        self.tree
+        self.settled()?
             .scan_prefix(prefix)
             .rev()
             .take(limit)
@@ -298,15 +347,16 @@ impl Records {
 
     /// Removes every record whose key starts with `prefix`.
     pub fn remove_prefix(&self, prefix: &[u8]) -> Result<(), StoreError> {
-        for k in self.tree.scan_prefix(prefix).keys() {
-            self.tree.remove(k?)?;
+        let tree = self.settled()?;
+        for k in tree.scan_prefix(prefix).keys() {
+            tree.remove(k?)?;
         }
         Ok(())
     }
 
     /// The last key, if any.
     pub fn last_key(&self) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.tree.last()?.map(|(k, _)| k))
+        Ok(self.settled()?.last()?.map(|(k, _)| k))
     }
 }
 
@@ -327,13 +377,13 @@ impl EventLog {
         })
     }
 
-    /// Appends a batch of `(seq, encoded event)` atomically.
+    /// Appends `(seq, encoded event)`s in order. One insert each, not a
+    /// sled batch (see the module docs): sled recovers a prefix of the
+    /// writes, so after a crash the log still ends in a run without gaps.
     pub fn append(&self, batch: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
         for (seq, bytes) in batch {
-            b.insert(&seq.to_be_bytes(), bytes.as_slice());
+            self.tree.insert(seq.to_be_bytes(), bytes.as_slice())?;
         }
-        self.tree.apply_batch(b)?;
         Ok(())
     }
 
