@@ -1,6 +1,6 @@
 //! Bench binary (prints figures) for the bot runtime with 1,000 bots:
 //! tick-to-command latency (a trade that fills one bot's buy, in; that
-//! bot's sell order accepted by the exchange, out), inside the runtime and
+//! bot's sell order handed to the exchange, and accepted by it, out), inside the runtime and
 //! as a subscriber sees the order event; the `Bots.List` round trip; the
 //! daemon's RSS; and restart-to-reconciled time. Run with `cargo bench -p virc-daemon --bench bots`.
 #![allow(
@@ -151,15 +151,27 @@ async fn tick_to_command() {
         }
         lat.push(t.elapsed());
     }
-    let mut inside = handle.tick_latency().await;
-    inside.sort();
-    println!(
-        "tick→command inside the runtime, {BOTS} running bots: p50 {:.1?}  p99 {:.1?}  max {:.1?}  ({} ticks)",
-        pct(&inside, 50),
-        pct(&inside, 99),
-        inside[inside.len() - 1],
-        inside.len()
-    );
+    let figures = handle.tick_latency().await;
+    for (what, samples) in [
+        ("sent to the exchange", figures.sent),
+        ("accepted by it     ", figures.accepted),
+    ] {
+        let mut inside = Vec::from(samples);
+        if std::env::var("VIRC_BENCH_TRACE").is_ok() {
+            eprintln!(
+                "{what}: {:?}",
+                inside.iter().map(Duration::as_micros).collect::<Vec<_>>()
+            );
+        }
+        inside.sort();
+        println!(
+            "tick→command {what}, {BOTS} running bots: p50 {:.1?}  p99 {:.1?}  max {:.1?}  ({} ticks)",
+            pct(&inside, 50),
+            pct(&inside, 99),
+            inside[inside.len() - 1],
+            inside.len()
+        );
+    }
     lat.sort();
     println!(
         "tick→event  to a subscriber, {BOTS} running bots: p50 {:.1?}  p99 {:.1?}  max {:.1?}  ({} ticks)",
@@ -276,7 +288,8 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         tick_to_command().await;
-        // `VIRC_BENCH_ONLY=tick`: the tick figures alone, for a profiler.
+        // `VIRC_BENCH_ONLY=tick`: the tick figures alone, for a profiler;
+        // `VIRC_BENCH_TRACE=1` also prints every tick's latency, in order.
         if std::env::var("VIRC_BENCH_ONLY").as_deref() != Ok("tick") {
             process_figures().await;
         }

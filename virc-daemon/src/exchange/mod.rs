@@ -262,7 +262,15 @@ impl Connector {
         }
     }
 
-    /// The simulated exchange, which takes market data.
+    /// The simulated exchange behind this connection, if it is one.
+    pub fn sim(&self) -> Option<&sim::SimExchange> {
+        match self {
+            Self::Sim(x) => Some(x),
+            Self::Coinbase(_) => None,
+        }
+    }
+
+    /// The simulated exchange behind this connection, if it is one, to change.
     pub fn sim_mut(&mut self) -> Option<&mut sim::SimExchange> {
         match self {
             Self::Sim(x) => Some(x),

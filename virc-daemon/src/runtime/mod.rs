@@ -159,7 +159,7 @@ enum Request {
     Fills(pb::FillsRequest, Answer<Vec<pb::Fill>>),
     Exchanges(oneshot::Sender<Vec<pb::ExchangeInfo>>),
     Counts(oneshot::Sender<BTreeMap<&'static str, u32>>),
-    TickLatency(oneshot::Sender<Vec<std::time::Duration>>),
+    TickLatency(oneshot::Sender<TickLatency>),
     CheckRule(pb::CheckRuleRequest, Answer<pb::CheckRuleResponse>),
     Backfill(String, Vec<crate::recorder::Recorded>),
     Venue(String, Signal),
@@ -167,6 +167,27 @@ enum Request {
 
 /// How many tick-to-command samples the runtime keeps.
 const LATENCY_SAMPLES: usize = 10_000;
+
+/// Recent tick-to-command latencies, from a market input arriving in the
+/// runtime to an order it caused (the last [`LATENCY_SAMPLES`] of each).
+#[derive(Debug, Clone, Default)]
+pub struct TickLatency {
+    /// ... until the place command is handed to the bot's exchange: the
+    /// intent is written ahead and the request leaves the runtime.
+    pub sent: VecDeque<std::time::Duration>,
+    /// ... until the exchange has accepted the order (for the simulated
+    /// exchange: matched and recorded it).
+    pub accepted: VecDeque<std::time::Duration>,
+}
+
+impl TickLatency {
+    fn push(samples: &mut VecDeque<std::time::Duration>, d: std::time::Duration) {
+        if samples.len() == LATENCY_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(d);
+    }
+}
 
 /// The API's and the market's way into the runtime.
 #[derive(Clone)]
@@ -296,12 +317,11 @@ impl RuntimeHandle {
         ask!(self, CheckRule, req)
     }
 
-    /// Recent tick-to-command latencies: from a market input arriving in the
-    /// runtime to an order it caused being accepted by the exchange.
-    pub async fn tick_latency(&self) -> Vec<std::time::Duration> {
+    /// Recent tick-to-command latencies (see [`TickLatency`]).
+    pub async fn tick_latency(&self) -> TickLatency {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Request::TickLatency(reply)).await.is_err() {
-            return Vec::new();
+            return TickLatency::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -340,7 +360,7 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     /// When the market input being handled arrived, for tick-to-command figures.
     tick_started: Option<std::time::Instant>,
-    tick_latency: VecDeque<std::time::Duration>,
+    tick_latency: TickLatency,
     /// The last `connection` event's state per remote venue.
     connection_states: BTreeMap<String, &'static str>,
     /// List views by bot, valid until the bot next changes (a lock only
@@ -391,7 +411,7 @@ impl Runtime {
                 events,
                 clock,
                 tick_started: None,
-                tick_latency: VecDeque::new(),
+                tick_latency: TickLatency::default(),
                 connection_states: BTreeMap::new(),
                 list_views: std::sync::Mutex::default(),
             },
@@ -413,13 +433,32 @@ impl Runtime {
                 biased;
                 () = stop.cancelled() => break,
                 req = self.rx.recv() => match req {
-                    Some(req) => self.handle(req).await,
+                    Some(req) => {
+                        self.handle(req).await;
+                        if self.rx.is_empty() {
+                            self.settle();
+                        }
+                    }
                     None => break,
                 },
             }
         }
+        self.settle();
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "Cannot flush the bot store at shutdown");
+        }
+    }
+
+    /// Copies the simulated exchanges' journaled changes into their trees:
+    /// done when no request waits, so it stays off the tick-to-order path.
+    fn settle(&self) {
+        for venue in self.venues.values() {
+            let Some(x) = venue.exchange.sim() else {
+                continue;
+            };
+            if let Err(e) = x.settle() {
+                tracing::error!(exchange = x.name(), error = %e, "Cannot settle the simulated exchange's journal; it is retried when next idle");
+            }
         }
     }
 
@@ -508,7 +547,7 @@ impl Runtime {
                 let _ = reply.send(out);
             }
             Request::TickLatency(reply) => {
-                let _ = reply.send(self.tick_latency.iter().copied().collect());
+                let _ = reply.send(self.tick_latency.clone());
             }
             Request::Backfill(product, trades) => {
                 let mirror = self.markets.entry(product).or_default();
@@ -812,13 +851,13 @@ impl Runtime {
                     tracing::error!(bot = %id, exchange, "The bot's exchange is not configured any more; it waits");
                     return Ok(());
                 };
+                if let Some(t0) = self.tick_started {
+                    TickLatency::push(&mut self.tick_latency.sent, t0.elapsed());
+                }
                 match venue.exchange.place(&req, Some(id), now).await {
                     Ok((view, updates)) => {
                         if let Some(t0) = self.tick_started {
-                            if self.tick_latency.len() == LATENCY_SAMPLES {
-                                self.tick_latency.pop_front();
-                            }
-                            self.tick_latency.push_back(t0.elapsed());
+                            TickLatency::push(&mut self.tick_latency.accepted, t0.elapsed());
                         }
                         queue.push_back((
                             id,
