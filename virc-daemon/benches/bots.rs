@@ -165,8 +165,9 @@ async fn tick_to_command() {
         }
         inside.sort();
         println!(
-            "tick→command {what}, {BOTS} running bots: p50 {:.1?}  p99 {:.1?}  max {:.1?}  ({} ticks)",
+            "tick→command {what}, {BOTS} running bots: p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}  ({} ticks)",
             pct(&inside, 50),
+            pct(&inside, 90),
             pct(&inside, 99),
             inside[inside.len() - 1],
             inside.len()
