@@ -115,10 +115,13 @@ pub struct Sequence(pub u64);
 /// Stored inline (it is `Copy`): every feed message names its product, and
 /// an allocation per message was a sixth of the cost of reading a trade.
 /// Equality, order and hash are the text's, so maps keyed by it can be
-/// looked up by `&str`.
+/// looked up by `&str`. The text is zero-padded to three 8-byte words, so
+/// equality and order compare those words (zero sorts before any byte an
+/// id holds, as a shorter string sorts before its extensions): a map keyed
+/// by product is looked up on every feed message.
 #[derive(Clone, Copy)]
 pub struct ProductId {
-    text: [u8; ProductId::MAX_LEN],
+    text: [u8; ProductId::STORED],
     len: u8,
 }
 
@@ -126,22 +129,52 @@ impl ProductId {
     /// The longest id: two 10-character codes and the dash.
     pub const MAX_LEN: usize = 21;
 
+    /// Bytes stored: `MAX_LEN` rounded up to whole 8-byte words.
+    const STORED: usize = 24;
+
+    /// The text as big-endian words: their order is the text's.
+    #[inline]
+    fn words(&self) -> [u64; 3] {
+        let t = &self.text;
+        let word = |i: usize| {
+            u64::from_be_bytes([
+                t[i],
+                t[i + 1],
+                t[i + 2],
+                t[i + 3],
+                t[i + 4],
+                t[i + 5],
+                t[i + 6],
+                t[i + 7],
+            ])
+        };
+        [word(0), word(8), word(16)]
+    }
+
     /// Parses and validates `BASE-QUOTE`.
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        let valid_part = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 10
-                && p.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        };
-        match text.split_once('-') {
-            Some((base, quote)) if valid_part(base) && valid_part(quote) => {
+        // One pass over the bytes: every feed message names its product.
+        let bytes = text.as_bytes();
+        let mut dash = None;
+        let mut ok = bytes.len() <= Self::MAX_LEN;
+        if ok {
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'-' {
+                    ok &= dash.is_none();
+                    dash = Some(i);
+                } else {
+                    ok &= b.is_ascii_uppercase() || b.is_ascii_digit();
+                }
+            }
+        }
+        match dash {
+            Some(d) if ok && (1..=10).contains(&d) && (1..=10).contains(&(bytes.len() - d - 1)) => {
                 let mut id = Self {
-                    text: [0; Self::MAX_LEN],
+                    text: [0; Self::STORED],
                     len: 0,
                 };
-                id.text[..text.len()].copy_from_slice(text.as_bytes());
-                id.len = u8::try_from(text.len()).unwrap_or(0);
+                id.text[..bytes.len()].copy_from_slice(bytes);
+                id.len = u8::try_from(bytes.len()).unwrap_or(0);
                 Ok(id)
             }
             _ => Err(IdError::BadProduct(text.to_owned())),
@@ -172,8 +205,9 @@ impl fmt::Debug for ProductId {
 }
 
 impl PartialEq for ProductId {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.text == other.text
     }
 }
 
@@ -186,8 +220,9 @@ impl PartialOrd for ProductId {
 }
 
 impl Ord for ProductId {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.words().cmp(&other.words())
     }
 }
 
@@ -270,6 +305,42 @@ mod tests {
             "ABCDEFGHIJK-USD",
         ] {
             assert!(ProductId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Equality and order by words agree with the text's, for ids of
+        /// every length, including one a prefix of the other.
+        #[test]
+        fn order_and_equality_are_the_texts(
+            a in "[A-Z0-9]{1,10}-[A-Z0-9]{1,10}",
+            b in "[A-Z0-9]{1,10}-[A-Z0-9]{1,10}",
+            cut in 0usize..10,
+        ) {
+            // Often a prefix of `a` extended: the case zero padding must get right.
+            let b = if cut % 2 == 0 { format!("{a}{}", &b[..cut.min(b.len())]) } else { b };
+            let (Ok(x), Ok(y)) = (ProductId::parse(&a), ProductId::parse(&b)) else {
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(x == y, a == b);
+        }
+
+        /// The one-pass parser accepts exactly `BASE-QUOTE`, each part 1 to
+        /// 10 upper-case letters or digits.
+        #[test]
+        fn parse_accepts_exactly_the_rule(text in "[A-Za-z0-9-]{0,24}") {
+            let rule = text.split_once('-').is_some_and(|(b, q)| {
+                [b, q].iter().all(|p| {
+                    (1..=10).contains(&p.len())
+                        && p.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                })
+            });
+            let parsed = ProductId::parse(&text);
+            proptest::prop_assert_eq!(parsed.is_ok(), rule, "{}", text);
+            if let Ok(p) = parsed {
+                proptest::prop_assert_eq!(p.as_str(), text.as_str());
+            }
         }
     }
 

@@ -14,7 +14,11 @@
     reason = "a bench fails loudly and prints approximate figures"
 )]
 
-use std::{collections::HashMap, hint::black_box, time::Instant};
+use std::{
+    collections::{BTreeMap, HashMap},
+    hint::black_box,
+    time::Instant,
+};
 
 use virc_core::{book::L2Book, ids::ProductId};
 use virc_daemon::{
@@ -48,6 +52,31 @@ fn race<const N: usize>(frames: &[&str], fs: &mut [&mut dyn FnMut(&str); N]) -> 
     best
 }
 
+/// The books of the products seen, kept as the daemon's market actor keeps
+/// them (a `BTreeMap` by product id).
+#[derive(Default)]
+struct Books(BTreeMap<ProductId, L2Book>);
+
+impl Books {
+    fn apply(&mut self, m: WsMessage) {
+        match m {
+            WsMessage::L2Update {
+                product_id,
+                changes,
+                ..
+            } => {
+                let book = self.0.entry(product_id).or_default();
+                for (side, price, size) in changes {
+                    book.apply(side, price, size);
+                }
+            }
+            m => {
+                black_box(m);
+            }
+        }
+    }
+}
+
 fn main() {
     let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
     for line in CAPTURE.lines() {
@@ -59,11 +88,18 @@ fn main() {
     }
     // `VIRC_BENCH_PROFILE=l2update|match|ticker`: only virc's parse of those
     // frames, for a while, for `perf record`.
+    // `VIRC_BENCH_PROFILE=apply`: the `l2update` frames parsed and applied.
     if let Ok(kind) = std::env::var("VIRC_BENCH_PROFILE") {
-        let frames = &by_type[kind.as_str()];
+        let apply = kind == "apply";
+        let frames = &by_type[if apply { "l2update" } else { kind.as_str() }];
+        let mut books = Books::default();
         for _ in 0..(3_000_000 / frames.len()) {
             for f in frames {
-                black_box(parse(f).unwrap());
+                if apply {
+                    books.apply(parse(f).unwrap());
+                } else {
+                    black_box(parse(f).unwrap());
+                }
             }
         }
         return;
@@ -75,7 +111,7 @@ fn main() {
     );
     for kind in ["l2update", "match", "ticker"] {
         let frames = &by_type[kind];
-        let mut books: HashMap<ProductId, L2Book> = HashMap::new();
+        let mut books = Books::default();
         let [sonic, serde, typed, applied] = race(
             frames,
             &mut [
@@ -88,21 +124,7 @@ fn main() {
                 &mut |f| {
                     black_box(parse(f).unwrap());
                 },
-                &mut |f| match parse(f).unwrap() {
-                    WsMessage::L2Update {
-                        product_id,
-                        changes,
-                        ..
-                    } => {
-                        let book = books.entry(product_id).or_default();
-                        for (side, price, size) in changes {
-                            book.apply(side, price, size);
-                        }
-                    }
-                    m => {
-                        black_box(m);
-                    }
-                },
+                &mut |f| books.apply(parse(f).unwrap()),
             ],
         );
         println!(
