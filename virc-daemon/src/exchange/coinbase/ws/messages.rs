@@ -440,6 +440,13 @@ pub fn parse(text: &str) -> Result<WsMessage, ParseError> {
     // The common frames take the one-pass scanner; anything it does not
     // take (escapes, nesting, odd types, bad JSON) goes through serde,
     // which gives the same result or the precise error.
+    if let Some((product_id, time, changes)) = scan::l2update(text) {
+        return Ok(WsMessage::L2Update {
+            product_id,
+            time,
+            changes,
+        });
+    }
     let mut r = RawFields::default();
     match scan::fields(text, &mut r) {
         Some(kind) => build(kind, r),

@@ -14,8 +14,10 @@
 )]
 
 use virc_core::{
+    ids::ProductId,
     money::{Price, Size},
     order::Side,
+    time::parse_rfc3339,
 };
 
 use super::{L2Change, RawFields};
@@ -402,6 +404,55 @@ pub(super) fn fields<'a>(text: &'a str, r: &mut RawFields<'a>) -> Option<&'a str
     kind
 }
 
+/// The parts of an `l2update` frame in the exchange's own layout (`type`
+/// first), read straight into their types: the frame most of a level-2
+/// feed is made of. `None` for anything else, or anything unusual in one
+/// (a repeated or nested key, a value [`fields`] would not take, a bad
+/// product id or time): the general path then gives the same message or
+/// the precise error, as the tests check on every fixture frame.
+pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, Vec<L2Change>)> {
+    let rest = text.strip_prefix(r#"{"type":"l2update","#)?;
+    let mut c = Cursor {
+        text,
+        at: text.len() - rest.len(),
+    };
+    let (mut product, mut time, mut changes) = (None, None, None);
+    loop {
+        c.skip_ws();
+        let key = c.string()?;
+        c.eat(b':')?;
+        match key {
+            "product_id" if product.is_none() => {
+                product = Some(ProductId::parse(c.string()?).ok()?);
+            }
+            "changes" if changes.is_none() => changes = Some(c.opt_changes()??),
+            "time" if time.is_none() => {
+                time = Some(match c.string()? {
+                    super::ZERO_TIME => None,
+                    t => Some(parse_rfc3339(t).ok()?),
+                });
+            }
+            // A key the general path skips too; any other (repeated, or
+            // another message's field, which it would read and check) is
+            // left to it.
+            k if slot(k) == OTHER => c.skip_value()?,
+            _ => return None,
+        }
+        c.skip_ws();
+        match c.peek()? {
+            b',' => c.at += 1,
+            b'}' => {
+                c.at += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    c.skip_ws();
+    (c.at == text.len()).then_some(())?;
+    Some((product?, time.flatten(), changes?))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -527,6 +578,13 @@ mod tests {
             "{scanned} of {}",
             frames.len()
         );
+        // And every l2update takes the shorter one.
+        let l2: Vec<_> = frames
+            .iter()
+            .filter(|f| f.contains("\"type\":\"l2update\""))
+            .collect();
+        assert!(l2.len() > 9_000, "{}", l2.len());
+        assert!(l2.iter().all(|f| super::l2update(f).is_some()));
     }
 
     #[test]
@@ -552,6 +610,21 @@ mod tests {
                 ("}", "} x"),
                 ("\"changes\":[", "\"changes\":[[\"buy\",\"1\"],"),
                 ("\"time\":", "\"time\":{},\"t\":"),
+                // For the l2update path: repeats, other messages' fields,
+                // skipped keys, nulls, a bad id.
+                ("\"time\":\"", "\"sequence\":\"abc\",\"time\":\""),
+                ("\"time\":\"", "\"low_24h\":\"1\",\"time\":\""),
+                (
+                    "\"product_id\":",
+                    "\"product_id\":\"ETH-USD\",\"product_id\":",
+                ),
+                ("\"product_id\":\"", "\"product_id\":\"x"),
+                ("\"changes\":", "\"changes\":null,\"c\":"),
+                ("\"time\":\"", "\"time\":null,\"t\":\""),
+                (
+                    "\"time\":\"",
+                    "\"time\":\"0001-01-01T00:00:00.000000Z\",\"t\":\"",
+                ),
             ] {
                 agree(&f.replacen(from, to, 1));
             }
@@ -567,6 +640,11 @@ mod tests {
             "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":18446744073709551615}",
             "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":18446744073709551616}",
             "{\"type\":\"heartbeat\",\"product_id\":\"BTC-USD\",\"sequence\":0}",
+            "{\"type\":\"l2update\",\"product_id\":\"BTC-USD\",\"changes\":[]}",
+            "{\"type\":\"l2update\",\"product_id\":\"BTC-USD\",\"changes\":[],\"type\":\"x\"}",
+            "{\"type\":\"l2update\",\"product_id\":\"BTC-USD\"}",
+            "{\"type\":\"l2update\", \"product_id\":\"BTC-USD\",\"changes\":[[\"sell\",\"1.5\",\"0\"]]}",
+            "{\"type\":\"l2update\",\"product_id\":\"BTC-USD\",\"changes\":[[\"up\",\"1.5\",\"0\"]]}",
         ] {
             agree(odd);
         }
