@@ -109,9 +109,11 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
     }
     let negative = body.len() != text.len();
     if digits <= 19 && !(negative && mantissa == 0) && scale <= 28 {
-        // 19 digits never wrapped the u64 above.
-        let d = Decimal::from_i128_with_scale(i128::from(mantissa), scale);
-        return Ok(if negative { -d } else { d });
+        // 19 digits never wrapped the u64 above; the parts are its two
+        // 32-bit halves (truncation intended) and a zero high word.
+        #[expect(clippy::cast_possible_truncation, reason = "the low and middle words")]
+        let (lo, mid) = (mantissa as u32, (mantissa >> 32) as u32);
+        return Ok(Decimal::from_parts(lo, mid, 0, negative, scale));
     }
     Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
 }
@@ -149,10 +151,13 @@ macro_rules! money_type {
         impl $name {
             /// Checked constructor.
             pub fn new(value: Decimal) -> Result<Self, MoneyError> {
-                if $pos && value <= Decimal::ZERO {
+                // By sign and zero rather than comparisons with zero, which
+                // align scales out of line: every feed decimal passes here.
+                let (zero, minus) = (value.is_zero(), value.is_sign_negative());
+                if $pos && (zero || minus) {
                     return Err(MoneyError::NotPositive { what: $what, value });
                 }
-                if value < Decimal::ZERO {
+                if minus && !zero {
                     return Err(MoneyError::Negative { what: $what, value });
                 }
                 Ok(Self(value))

@@ -77,11 +77,7 @@ pub enum Input {
     /// A book change.
     L2(
         ProductId,
-        Vec<(
-            virc_core::order::Side,
-            virc_core::money::Price,
-            virc_core::money::Size,
-        )>,
+        crate::exchange::coinbase::ws::messages::L2Changes,
     ),
 }
 

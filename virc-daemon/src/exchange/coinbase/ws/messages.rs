@@ -43,6 +43,11 @@ pub enum ParseError {
 /// One level-2 change: side, price, new total size (zero removes the level).
 pub type L2Change = (Side, Price, Size);
 
+/// The changes of one `l2update`, inline up to two: nearly every frame
+/// carries one, and an allocation and a free per frame were a sixth of
+/// reading and applying it.
+pub type L2Changes = smallvec::SmallVec<[L2Change; 2]>;
+
 /// A parsed feed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsMessage {
@@ -77,7 +82,7 @@ pub enum WsMessage {
         /// Exchange time (ns); `None` for Coinbase's zero time.
         time: Option<i64>,
         /// Changes.
-        changes: Vec<L2Change>,
+        changes: L2Changes,
     },
     /// A trade (`match`, or `last_match` on subscribe).
     Match(Match),
@@ -322,7 +327,7 @@ struct RawFields<'a> {
     /// The scanner's `changes`, already typed (it leaves any it cannot
     /// type to serde, whose conversion below names the error).
     #[serde(skip)]
-    typed_changes: Option<Vec<L2Change>>,
+    typed_changes: Option<L2Changes>,
     #[serde(default)]
     bids: Option<Vec<[&'a str; 2]>>,
     #[serde(default)]

@@ -20,7 +20,7 @@ use virc_core::{
     time::parse_rfc3339,
 };
 
-use super::{L2Change, RawFields};
+use super::{L2Changes, RawFields};
 
 struct Cursor<'a> {
     text: &'a str,
@@ -115,16 +115,16 @@ impl<'a> Cursor<'a> {
     }
 
     /// As [`Cursor::opt_rows`], each row turned into a `T` as it is read
-    /// (one allocation); a row `f` refuses gives up.
-    fn opt_rows_map<const N: usize, T>(
+    /// into a `C`; a row `f` refuses gives up.
+    fn opt_rows_map<const N: usize, T, C: Default + Extend<T>>(
         &mut self,
         mut f: impl FnMut([&'a str; N]) -> Option<T>,
-    ) -> Option<Option<Vec<T>>> {
+    ) -> Option<Option<C>> {
         if self.null() {
             return Some(None);
         }
         self.eat(b'[')?;
-        let mut rows = Vec::new();
+        let mut rows = C::default();
         self.skip_ws();
         if self.peek()? == b']' {
             self.at += 1;
@@ -140,7 +140,7 @@ impl<'a> Cursor<'a> {
                 *cell = self.string()?;
             }
             self.eat(b']')?;
-            rows.push(f(row)?);
+            rows.extend(Some(f(row)?));
             self.skip_ws();
             match self.peek()? {
                 b',' => self.at += 1,
@@ -155,7 +155,7 @@ impl<'a> Cursor<'a> {
 
     /// `changes` as typed level-2 changes, or `null`; a row it cannot type
     /// gives up.
-    fn opt_changes(&mut self) -> Option<Option<Vec<L2Change>>> {
+    fn opt_changes(&mut self) -> Option<Option<L2Changes>> {
         self.opt_rows_map(|[s, p, q]| {
             let side = match s {
                 "buy" => Side::Buy,
@@ -410,7 +410,7 @@ pub(super) fn fields<'a>(text: &'a str, r: &mut RawFields<'a>) -> Option<&'a str
 /// (a repeated or nested key, a value [`fields`] would not take, a bad
 /// product id or time): the general path then gives the same message or
 /// the precise error, as the tests check on every fixture frame.
-pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, Vec<L2Change>)> {
+pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, L2Changes)> {
     let rest = text.strip_prefix(r#"{"type":"l2update","#)?;
     let mut c = Cursor {
         text,
