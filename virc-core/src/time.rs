@@ -51,55 +51,58 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
 }
 
 /// [`parse_rfc3339`] without the error text: it is on the feed's hot path,
-/// so digits are read by arithmetic and nothing is allocated.
+/// so the fixed-position digits are read from a fixed-size array (no
+/// bounds checks) by arithmetic, and nothing is allocated.
 fn nanos_of(b: &[u8]) -> Option<i64> {
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b' ')
-        || b[13] != b':'
-        || b[16] != b':'
+    let (head, rest) = b.split_first_chunk::<19>()?;
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || !(head[10] == b'T' || head[10] == b' ')
+        || head[13] != b':'
+        || head[16] != b':'
     {
         return None;
     }
-    let num = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0_u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
+    // Every digit is checked; the sum of the checks is tested once.
+    let mut bad = false;
+    let mut digit = |i: usize| {
+        let d = u32::from(head[i].wrapping_sub(b'0'));
+        bad |= d > 9;
+        d
     };
-    let (y, mo, d, h, mi, s) = (
-        num(0, 4)?,
-        num(5, 7)?,
-        num(8, 10)?,
-        num(11, 13)?,
-        num(14, 16)?,
-        num(17, 19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let rest = &b[19..];
-    let (frac, zone) = match rest.split_first() {
-        Some((b'.', r)) => {
-            let end = r
-                .iter()
-                .position(|c| !c.is_ascii_digit())
-                .unwrap_or(r.len());
-            if end == 0 {
-                return None;
-            }
-            r.split_at(end)
-        }
-        _ => (&[][..], rest),
-    };
-    if !(zone == b"Z" || zone == b"+00:00") {
+    let y = digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3);
+    let mo = digit(5) * 10 + digit(6);
+    let d = digit(8) * 10 + digit(9);
+    let h = digit(11) * 10 + digit(12);
+    let mi = digit(14) * 10 + digit(15);
+    let s = digit(17) * 10 + digit(18);
+    if bad || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let mut nanos: i64 = 0;
-    let mut unit = 100_000_000;
-    for &c in frac.iter().take(9) {
-        nanos += i64::from(c - b'0') * unit;
-        unit /= 10;
+    let zone = match rest.split_first() {
+        Some((b'.', frac)) => {
+            let mut n = 0;
+            let mut scale: i64 = 1_000_000_000;
+            while let Some(&c) = frac.get(n) {
+                let v = c.wrapping_sub(b'0');
+                if v > 9 {
+                    break;
+                }
+                // Digits past nanoseconds are read and dropped.
+                scale /= 10;
+                nanos += i64::from(v) * scale;
+                n += 1;
+            }
+            if n == 0 {
+                return None;
+            }
+            &frac[n..]
+        }
+        _ => rest,
+    };
+    if !(zone == b"Z" || zone == b"+00:00") {
+        return None;
     }
     let days = days_from_civil(i64::from(y), mo, d);
     let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
@@ -109,6 +112,79 @@ fn nanos_of(b: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first version of `nanos_of`, field by field: the reference.
+    fn reference(b: &[u8]) -> Option<i64> {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !(b[10] == b'T' || b[10] == b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> {
+            b[from..to].iter().try_fold(0_u32, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+            })
+        };
+        let (y, mo, d, h, mi, s) = (
+            num(0, 4)?,
+            num(5, 7)?,
+            num(8, 10)?,
+            num(11, 13)?,
+            num(14, 16)?,
+            num(17, 19)?,
+        );
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let rest = &b[19..];
+        let (frac, zone) = match rest.split_first() {
+            Some((b'.', r)) => {
+                let end = r
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .unwrap_or(r.len());
+                if end == 0 {
+                    return None;
+                }
+                r.split_at(end)
+            }
+            _ => (&[][..], rest),
+        };
+        if !(zone == b"Z" || zone == b"+00:00") {
+            return None;
+        }
+        let mut nanos: i64 = 0;
+        let mut unit = 100_000_000;
+        for &c in frac.iter().take(9) {
+            nanos += i64::from(c - b'0') * unit;
+            unit /= 10;
+        }
+        let days = days_from_civil(i64::from(y), mo, d);
+        let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
+        secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    }
+
+    proptest::proptest! {
+        /// The same answer as the reference on exchange-like times and on
+        /// every one-byte damage to them.
+        #[test]
+        fn agrees_with_the_reference(
+            t in "(19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,12})?(Z|\\+00:00)",
+            at in 0usize..40,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            proptest::prop_assert_eq!(nanos_of(t.as_bytes()), reference(t.as_bytes()), "{}", t);
+            let mut damaged = t.into_bytes();
+            if let Some(b) = damaged.get_mut(at) {
+                *b = byte;
+            }
+            proptest::prop_assert_eq!(nanos_of(&damaged), reference(&damaged));
+        }
+    }
 
     #[test]
     fn parses_exchange_timestamps() {

@@ -452,6 +452,12 @@ pub fn parse(text: &str) -> Result<WsMessage, ParseError> {
             changes,
         });
     }
+    if let Some(m) = scan::matched(text) {
+        return Ok(WsMessage::Match(m));
+    }
+    if let Some(t) = scan::ticker(text) {
+        return Ok(WsMessage::Ticker(t));
+    }
     let mut r = RawFields::default();
     match scan::fields(text, &mut r) {
         Some(kind) => build(kind, r),

@@ -14,13 +14,13 @@
 )]
 
 use virc_core::{
-    ids::ProductId,
-    money::{Price, Size},
+    ids::{OrderId, ProductId},
+    money::{Price, Size, parse_decimal},
     order::Side,
     time::parse_rfc3339,
 };
 
-use super::{L2Changes, RawFields};
+use super::{L2Changes, Match, RawFields, Ticker};
 
 struct Cursor<'a> {
     text: &'a str,
@@ -404,39 +404,31 @@ pub(super) fn fields<'a>(text: &'a str, r: &mut RawFields<'a>) -> Option<&'a str
     kind
 }
 
-/// The parts of an `l2update` frame in the exchange's own layout (`type`
-/// first), read straight into their types: the frame most of a level-2
-/// feed is made of. `None` for anything else, or anything unusual in one
-/// (a repeated or nested key, a value [`fields`] would not take, a bad
-/// product id or time): the general path then gives the same message or
-/// the precise error, as the tests check on every fixture frame.
-pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, L2Changes)> {
-    let rest = text.strip_prefix(r#"{"type":"l2update","#)?;
+/// Walks a flat object that begins with `prefix` (its `type`, as the
+/// exchange writes it): `read` takes each key's value and says `None` to
+/// leave the frame to the general path. Keys it does not take are skipped
+/// only where [`fields`] skips them too.
+fn typed_object<'a>(
+    text: &'a str,
+    prefix: &str,
+    mut read: impl FnMut(&mut Cursor<'a>, &'a str) -> Option<Option<()>>,
+) -> Option<()> {
+    let rest = text.strip_prefix(prefix)?;
     let mut c = Cursor {
         text,
         at: text.len() - rest.len(),
     };
-    let (mut product, mut time, mut changes) = (None, None, None);
     loop {
         c.skip_ws();
         let key = c.string()?;
         c.eat(b':')?;
-        match key {
-            "product_id" if product.is_none() => {
-                product = Some(ProductId::parse(c.string()?).ok()?);
-            }
-            "changes" if changes.is_none() => changes = Some(c.opt_changes()??),
-            "time" if time.is_none() => {
-                time = Some(match c.string()? {
-                    super::ZERO_TIME => None,
-                    t => Some(parse_rfc3339(t).ok()?),
-                });
-            }
+        match read(&mut c, key)? {
+            Some(()) => {}
             // A key the general path skips too; any other (repeated, or
             // another message's field, which it would read and check) is
             // left to it.
-            k if slot(k) == OTHER => c.skip_value()?,
-            _ => return None,
+            None if slot(key) == OTHER => c.skip_value()?,
+            None => return None,
         }
         c.skip_ws();
         match c.peek()? {
@@ -449,8 +441,122 @@ pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, L2Changes)
         }
     }
     c.skip_ws();
-    (c.at == text.len()).then_some(())?;
+    (c.at == text.len()).then_some(())
+}
+
+/// Sets `slot` from `read` the first time; a repeat gives up.
+fn first<T>(slot: &mut Option<T>, read: impl FnOnce() -> Option<T>) -> Option<Option<()>> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(read()?);
+    Some(Some(()))
+}
+
+/// A required time: Coinbase's zero time is left to the general path,
+/// which reports it missing.
+fn exchange_time(s: &str) -> Option<i64> {
+    (s != super::ZERO_TIME).then(|| parse_rfc3339(s).ok())?
+}
+
+/// The parts of an `l2update` frame in the exchange's own layout (`type`
+/// first), read straight into their types: the frame most of a level-2
+/// feed is made of. `None` for anything else, or anything unusual in one
+/// (a repeated or nested key, a value [`fields`] would not take, a bad
+/// product id or time): the general path then gives the same message or
+/// the precise error, as the tests check on every fixture frame.
+pub(super) fn l2update(text: &str) -> Option<(ProductId, Option<i64>, L2Changes)> {
+    let (mut product, mut time, mut changes) = (None, None, None);
+    typed_object(text, r#"{"type":"l2update","#, |c, key| match key {
+        "product_id" => first(&mut product, || ProductId::parse(c.string()?).ok()),
+        "changes" => first(&mut changes, || c.opt_changes()?),
+        "time" => first(&mut time, || match c.string()? {
+            super::ZERO_TIME => Some(None),
+            t => parse_rfc3339(t).ok().map(Some),
+        }),
+        _ => Some(None),
+    })?;
     Some((product?, time.flatten(), changes?))
+}
+
+/// A `match` frame in the exchange's own layout, as [`l2update`] reads
+/// an `l2update`: the frame every trade arrives in.
+pub(super) fn matched(text: &str) -> Option<Match> {
+    let (mut product, mut trade, mut sequence) = (None, None, None);
+    let (mut maker, mut taker, mut side) = (None, None, None);
+    let (mut price, mut size, mut time) = (None, None, None);
+    typed_object(text, r#"{"type":"match","#, |c, key| match key {
+        "product_id" => first(&mut product, || ProductId::parse(c.string()?).ok()),
+        "trade_id" => first(&mut trade, || c.u64()),
+        "sequence" => first(&mut sequence, || c.opt_u64()),
+        "maker_order_id" => first(&mut maker, || OrderId::parse(c.string()?).ok()),
+        "taker_order_id" => first(&mut taker, || OrderId::parse(c.string()?).ok()),
+        "side" => first(&mut side, || match c.string()? {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }),
+        "price" => first(&mut price, || Price::parse(c.string()?).ok()),
+        "size" => first(&mut size, || Size::parse(c.string()?).ok()),
+        "time" => first(&mut time, || exchange_time(c.string()?)),
+        _ => Some(None),
+    })?;
+    Some(Match {
+        product_id: product?,
+        trade_id: trade?,
+        sequence: sequence.flatten(),
+        maker_order_id: maker?,
+        taker_order_id: taker?,
+        side: side?,
+        price: price?,
+        size: size?,
+        time: time?,
+        last: false,
+    })
+}
+
+/// A `ticker` frame in the exchange's own layout, as [`l2update`] reads
+/// an `l2update`.
+pub(super) fn ticker(text: &str) -> Option<Ticker> {
+    let (mut product, mut sequence, mut trade) = (None, None, None);
+    let (mut price, mut bid, mut ask) = (None, None, None);
+    let (mut open, mut volume, mut time, mut side) = (None, None, None, None);
+    let opt_price = |s: Option<&str>| match s {
+        Some(s) => Price::parse(s).ok().map(Some),
+        None => Some(None),
+    };
+    let opt_decimal = |s: Option<&str>| match s {
+        Some(s) => parse_decimal("", s).ok().map(Some),
+        None => Some(None),
+    };
+    typed_object(text, r#"{"type":"ticker","#, |c, key| match key {
+        "product_id" => first(&mut product, || ProductId::parse(c.string()?).ok()),
+        "sequence" => first(&mut sequence, || c.opt_u64()),
+        "trade_id" => first(&mut trade, || c.opt_u64()),
+        "price" => first(&mut price, || Price::parse(c.string()?).ok()),
+        "best_bid" => first(&mut bid, || opt_price(c.opt_str()?)),
+        "best_ask" => first(&mut ask, || opt_price(c.opt_str()?)),
+        "open_24h" => first(&mut open, || opt_decimal(c.opt_str()?)),
+        "volume_24h" => first(&mut volume, || opt_decimal(c.opt_str()?)),
+        "time" => first(&mut time, || match c.opt_str()? {
+            None | Some(super::ZERO_TIME) => Some(None),
+            Some(t) => parse_rfc3339(t).ok().map(Some),
+        }),
+        // Read and checked as the general path does, not kept.
+        "side" => first(&mut side, || c.opt_str()),
+        _ => Some(None),
+    })?;
+    Some(Ticker {
+        product_id: product?,
+        sequence: sequence.flatten(),
+        trade_id: trade.flatten(),
+        price: price?,
+        best_bid: bid.flatten(),
+        best_ask: ask.flatten(),
+        open_24h: open.flatten(),
+        volume_24h: volume.flatten(),
+        time: time.flatten(),
+    })
 }
 
 #[cfg(test)]
@@ -585,6 +691,18 @@ mod tests {
             .collect();
         assert!(l2.len() > 9_000, "{}", l2.len());
         assert!(l2.iter().all(|f| super::l2update(f).is_some()));
+        let matches: Vec<_> = frames
+            .iter()
+            .filter(|f| f.starts_with("{\"type\":\"match\""))
+            .collect();
+        assert!(matches.len() > 90, "{}", matches.len());
+        assert!(matches.iter().all(|f| super::matched(f).is_some()));
+        let tickers: Vec<_> = frames
+            .iter()
+            .filter(|f| f.starts_with("{\"type\":\"ticker\""))
+            .collect();
+        assert!(tickers.len() > 100, "{}", tickers.len());
+        assert!(tickers.iter().all(|f| super::ticker(f).is_some()));
     }
 
     #[test]
@@ -620,6 +738,17 @@ mod tests {
                 ),
                 ("\"product_id\":\"", "\"product_id\":\"x"),
                 ("\"changes\":", "\"changes\":null,\"c\":"),
+                ("\"sequence\":", "\"sequence\":null,\"s\":"),
+                ("\"side\":\"", "\"side\":\"x"),
+                ("\"maker_order_id\":\"", "\"maker_order_id\":\"0"),
+                ("\"trade_id\":", "\"trade_id\":null,\"t\":"),
+                ("\"size\":\"", "\"size\":\"-"),
+                ("\"side\":", "\"side\":1,\"x\":"),
+                ("\"best_bid\":\"", "\"best_bid\":null,\"b\":\""),
+                ("\"best_ask\":\"", "\"best_ask\":\"-"),
+                ("\"open_24h\":\"", "\"open_24h\":\"1e"),
+                ("\"volume_24h\":", "\"volume_24h\":null,\"v\":"),
+                ("\"last_size\":", "\"last_size\":{},\"l\":"),
                 ("\"time\":\"", "\"time\":null,\"t\":\""),
                 (
                     "\"time\":\"",
