@@ -13,7 +13,7 @@
 //! - `sim.<name>.fills`: every fill, keyed by trade id.
 //! - `sim.<name>.journal`: the changes of each operation as one record,
 //!   until they are settled into the trees above (see
-//!   [`Journal`](crate::store::Journal)): a fill or a placement costs one
+//!   [`Journal`]): a fill or a placement costs one
 //!   sled insert on the bot's tick-to-order path instead of a dozen; the
 //!   runtime settles when it is idle.
 //!

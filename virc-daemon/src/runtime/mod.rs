@@ -15,7 +15,7 @@
 //! it). Running bots come back running. Bots on a remote venue (Coinbase)
 //! are reconciled when its `user` feed connects, and again after every
 //! reconnect; its messages, and a periodic poll, make the venue read
-//! orders back ([`Runtime::on_venue`]).
+//! orders back (`Runtime::on_venue`).
 //!
 //! # Why one actor
 //! Bots, the exchanges' books and the event order must change together; an
@@ -169,7 +169,7 @@ enum Request {
 const LATENCY_SAMPLES: usize = 10_000;
 
 /// Recent tick-to-command latencies, from a market input arriving in the
-/// runtime to an order it caused (the last [`LATENCY_SAMPLES`] of each).
+/// runtime to an order it caused (the last 10,000 of each).
 #[derive(Debug, Clone, Default)]
 pub struct TickLatency {
     /// ... until the place command is handed to the bot's exchange: the

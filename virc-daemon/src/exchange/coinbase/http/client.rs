@@ -95,7 +95,7 @@ fn jitter(d: Duration, seed: i64) -> Duration {
 }
 
 impl RestClient {
-    /// A client for `base` ("https://api.exchange.coinbase.com"); `signer` for private calls.
+    /// A client for `base` (`https://api.exchange.coinbase.com`); `signer` for private calls.
     pub fn new(
         base: &str,
         signer: Option<Signer>,

@@ -7,6 +7,12 @@
 //! is expected, a repeated key, trailing bytes. The caller then parses the
 //! frame with serde, which yields the same fields or the precise error, so
 //! the scanner changes how fast a frame is read, never what it means.
+//!
+//! The three frames a market feed is made of (`l2update`, `match`,
+//! `ticker`), in the exchange's own layout with `type` first, take shorter
+//! paths still ([`l2update`], [`matched`], [`ticker`]): straight into their
+//! typed messages, giving up to the general path on anything it would read
+//! differently.
 
 #![expect(
     clippy::option_option,
