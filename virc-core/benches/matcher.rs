@@ -352,7 +352,15 @@ fn main() {
         .iter()
         .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
     {
-        println!("workload {name}: {n} ops");
+        // No engine can execute more than was ever offered: a check on the counts.
+        let added: u64 = ops
+            .iter()
+            .map(|op| match op {
+                Op::Add { lots, .. } => *lots,
+                _ => 0,
+            })
+            .sum();
+        println!("workload {name}: {n} ops, {added} lots added");
         let mut engines: Vec<Box<dyn Engine>> = vec![
             Box::new(Virc::new()),
             Box::new(Lobster {
@@ -376,6 +384,12 @@ fn main() {
                 p999,
                 e.executed()
             );
+            if e.executed() > added {
+                println!(
+                    "  {:<13} reports more executed than was ever added: its count is wrong",
+                    e.name()
+                );
+            }
             results.push((e.name(), rate, e.executed()));
         }
         let ours = results[0];

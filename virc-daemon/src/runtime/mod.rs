@@ -799,10 +799,17 @@ impl Runtime {
                 rec.machine.step(input, &env)
             };
             rec.updated_at = now;
-            self.save(id)?;
             if commands.is_empty() {
+                // The next input is this bot's too (a fill, then its order's
+                // `done`): one write after both. Nothing left the process in
+                // between, and a crash before it is the crash after the
+                // exchange recorded them, which reconciliation already heals.
+                if queue.front().is_none_or(|(next, _)| *next != id) {
+                    self.save(id)?;
+                }
                 continue;
             }
+            self.save(id)?;
             // Write ahead: the intents are durable before anything leaves the
             // process. A venue keeping its record in our store needs no flush:
             // sled recovers a prefix of its writes, so after a crash its record
