@@ -372,6 +372,10 @@ fn main() {
                 executed: 0,
             }),
         ];
+        // `VIRC_BENCH_ENGINE=virc`: one engine alone, for a profiler.
+        if let Ok(only) = std::env::var("VIRC_BENCH_ENGINE") {
+            engines.retain(|e| e.name() == only);
+        }
         let mut results = Vec::new();
         for e in &mut engines {
             let (rate, [p50, p99, p999]) = run(e.as_mut(), ops);
@@ -392,7 +396,9 @@ fn main() {
             }
             results.push((e.name(), rate, e.executed()));
         }
-        let ours = results[0];
+        let Some(&ours) = results.first() else {
+            continue;
+        };
         for other in &results[1..] {
             let same = if other.2 == ours.2 {
                 "same fills"
