@@ -288,13 +288,7 @@ impl Records {
 
     /// Every record, in key order.
     pub fn all<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(sled::IVec, T)>, StoreError> {
-        self.settled()?
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k, self.decode(&v)?))
-            })
-            .collect()
+        self.scan_prefix(&[])
     }
 
     /// Records from the last key backwards, while `keep` says so.
