@@ -85,6 +85,7 @@ impl Journal {
         trees: Vec<sled::Tree>,
     ) -> Result<Self, StoreError> {
         let mut next = 0;
+        let mut replayed = 0_u64;
         for kv in &log {
             let (k, v) = kv?;
             let seq: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
@@ -104,6 +105,14 @@ impl Journal {
                 };
             }
             log.remove(k)?;
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(
+                journal = name,
+                groups = replayed,
+                "Replayed writes committed before the last stop"
+            );
         }
         let n = trees.len();
         Ok(Self {
