@@ -711,3 +711,104 @@ impl Exchange for SimExchange {
         std::future::ready(self.fills_of_now(order))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::market::DEMO_PRODUCTS;
+    use virc_core::money::Price;
+
+    const T0: i64 = 1_463_065_200_000_000_000;
+
+    fn open(store: &Store) -> SimExchange {
+        SimExchange::open(
+            "paper",
+            Catalogue::from_json(DEMO_PRODUCTS).unwrap(),
+            FeeRates {
+                maker: Decimal::new(4, 3),
+                taker: Decimal::new(6, 3),
+            },
+            &[("USD".to_owned(), Decimal::from(10_000))],
+            store,
+        )
+        .unwrap()
+    }
+
+    fn buy(cid: u128) -> OrderRequest {
+        OrderRequest {
+            client_oid: Some(ClientOid(uuid::Uuid::from_u128(cid))),
+            order_type: Some("limit".into()),
+            side: Some("buy".into()),
+            product_id: "BTC-USD".into(),
+            price: Some("450.00".into()),
+            size: Some("1".into()),
+            ..OrderRequest::default()
+        }
+    }
+
+    fn trade_at(x: &mut SimExchange, price: &str, id: u64) -> Vec<Update> {
+        let trade = Trade {
+            time: T0 + i64::try_from(id).unwrap(),
+            trade_id: id,
+            price: Price::parse(price).unwrap(),
+            size: Size::parse("5").unwrap(),
+        };
+        x.on_trade("BTC-USD", &trade, Side::Buy).unwrap()
+    }
+
+    fn flush(store: &Store) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.flush())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_fill_committed_but_not_settled_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, usd) = {
+            let store = Store::open(dir.path()).unwrap();
+            let mut x = open(&store);
+            let (view, _) = x.place_now(&buy(1), None, T0).unwrap();
+            let updates = trade_at(&mut x, "449.00", 1);
+            assert!(updates.iter().any(|u| matches!(u, Update::Fill(_))));
+            // Reads before settling see the newest state.
+            let (_, done) = x.find(Target::Id(view.order.id)).unwrap().unwrap();
+            assert!(done.order.status.is_terminal());
+            assert!(x.journal.unsettled() > 0);
+            flush(&store);
+            (view.order.id, x.wallet().balance("USD"))
+            // Dropped without settling, as after kill -9.
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let x = open(&store);
+        let (_, order) = x.find(Target::Id(id)).unwrap().unwrap();
+        assert_eq!(order.order.status, OrderStatus::Done(DoneReason::Filled));
+        assert_eq!(x.wallet().balance("USD"), usd);
+        assert_eq!(x.wallet().balance("BTC").balance, Decimal::ONE);
+        assert_eq!(x.fills(|f| f.order_id == id, 10).unwrap().len(), 1);
+        assert_eq!(x.live_orders().count(), 0);
+    }
+
+    #[test]
+    fn a_placement_is_found_by_client_id_and_listed_before_and_after_settling() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut x = open(&store);
+        let (view, _) = x.place_now(&buy(7), None, T0).unwrap();
+        let cid = Target::Client(ClientOid(uuid::Uuid::from_u128(7)));
+        assert_eq!(x.find(cid).unwrap().unwrap().1.order.id, view.order.id);
+        // Placing it again is the same order, not a second one.
+        let (again, _) = x.place_now(&buy(7), None, T0).unwrap();
+        assert_eq!(again.order.id, view.order.id);
+        assert_eq!(x.orders(|_| true, 10).unwrap().len(), 1);
+        x.settle().unwrap();
+        assert_eq!(x.journal.unsettled(), 0);
+        assert_eq!(x.find(cid).unwrap().unwrap().1.order.id, view.order.id);
+        // 450.00 × 1 plus the taker fee (0.6 %), as Coinbase holds it.
+        assert_eq!(x.wallet().balance("USD").hold, Decimal::new(4527, 1));
+    }
+}
