@@ -758,14 +758,6 @@ mod tests {
         x.on_trade("BTC-USD", &trade, Side::Buy).unwrap()
     }
 
-    fn flush(store: &Store) {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(store.flush())
-            .unwrap();
-    }
-
     #[test]
     fn a_fill_committed_but_not_settled_survives_a_crash() {
         let dir = tempfile::tempdir().unwrap();
@@ -779,7 +771,7 @@ mod tests {
             let (_, done) = x.find(Target::Id(view.order.id)).unwrap().unwrap();
             assert!(done.order.status.is_terminal());
             assert!(x.journal.unsettled() > 0);
-            flush(&store);
+            store.flush_now();
             (view.order.id, x.wallet().balance("USD"))
             // Dropped without settling, as after kill -9.
         };

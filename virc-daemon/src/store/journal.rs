@@ -353,7 +353,7 @@ mod tests {
             // Not committed: lost with the crash, as a whole.
             r[0].put(b"k", &3u32).unwrap();
             r[1].put(b"half", &4u32).unwrap();
-            flush_now(&store);
+            store.flush_now();
             // Dropped without settling, as after kill -9.
         }
         let (store, j, r) = open(dir.path());
@@ -364,14 +364,6 @@ mod tests {
         assert_eq!(r[1].get::<u32>(b"half").unwrap(), None);
     }
 
-    fn flush_now(store: &Store) {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(store.flush())
-            .unwrap();
-    }
-
     #[test]
     fn a_cut_record_is_refused_with_the_tree_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -380,7 +372,7 @@ mod tests {
             let log = store.tree("t.journal").unwrap();
             log.insert(0u64.to_be_bytes(), vec![0, PUT, 0, 0, 0, 9, b'k'])
                 .unwrap();
-            flush_now(&store);
+            store.flush_now();
         }
         let store = Store::open(dir.path()).unwrap();
         let err = store

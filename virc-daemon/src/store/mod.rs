@@ -152,6 +152,15 @@ impl Store {
         &self.dir
     }
 
+    /// Flushes everything written so far to disk, blocking (tests that
+    /// stand for a crash after a flush).
+    #[cfg(test)]
+    pub(crate) fn flush_now(&self) {
+        if let Err(e) = self.db.flush() {
+            panic!("flush failed: {e}");
+        }
+    }
+
     /// Flushes everything written so far to disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
