@@ -92,7 +92,7 @@ impl Journal {
                 tree: name,
                 detail: format!("journal key of {} bytes", k.len()),
             })?;
-            next = u64::from_be_bytes(seq) + 1;
+            next = u64::from_be_bytes(seq).saturating_add(1);
             for op in Ops::new(&v, name) {
                 let (tree, key, value) = op?;
                 let t = trees.get(usize::from(tree)).ok_or(StoreError::Corrupt {
