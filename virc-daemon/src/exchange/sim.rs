@@ -12,10 +12,9 @@
 //!   `sim.<name>.index` maps order ids and client ids to that key.
 //! - `sim.<name>.fills`: every fill, keyed by trade id.
 //! - `sim.<name>.journal`: the changes of each operation as one record,
-//!   until they are settled into the trees above (see
-//!   [`Journal`]): a fill or a placement costs one
-//!   sled insert on the bot's tick-to-order path instead of a dozen; the
-//!   runtime settles when it is idle.
+//!   until they are settled into the trees above (see [`Journal`]): a fill
+//!   or a placement costs one sled insert on the bot's tick-to-order path
+//!   instead of a dozen; the runtime settles when it is idle.
 //!
 //! Market data that does not touch our orders (most trades, every book
 //! update) is not written: after a restart the queue position of a resting
