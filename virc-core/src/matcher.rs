@@ -35,14 +35,14 @@
 //! money moves only between ledgers and fees (Σ balances + Σ fees is
 //! constant); the same inputs give the same events, byte for byte.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    ids::{ClientOid, OrderId, TradeId},
+    ids::{ClientOid, IdMap, OrderId, TradeId},
     ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
     money::{Funds, Price, Size},
     order::{
@@ -51,33 +51,6 @@ use crate::{
     },
     product::Product,
 };
-
-/// Hashes order ids cheaply: they are issued by this engine from a counter,
-/// so they need no protection against crafted collisions, and SipHash was a
-/// measurable part of every operation.
-#[derive(Debug, Clone, Copy, Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // splitmix64's finalizer: every input bit reaches the low bits that
-        // pick the bucket (the counter sits in the high bytes of a UUID).
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(32) ^ u64::from_le_bytes(word);
-        }
-    }
-}
-
-type IdMap<V> = HashMap<OrderId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// A participant of the simulated exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -1298,6 +1271,8 @@ mod tests {
 
 #[cfg(test)]
 mod property_tests {
+    use std::collections::HashMap;
+
     use proptest::prelude::*;
     use rust_decimal::Decimal;
 
