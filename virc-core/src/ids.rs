@@ -19,6 +19,11 @@ pub enum IdError {
     /// Not `BASE-QUOTE`.
     #[error("product id `{0}` is not of the form BASE-QUOTE (for example BTC-USD)")]
     BadProduct(String),
+    /// Not a currency code.
+    #[error(
+        "currency code `{0}` must be 1 to 16 printable ASCII characters without spaces (for example BTC or USD)"
+    )]
+    BadCurrency(String),
 }
 
 /// A stable 64-bit id space per product (FNV-1a of its id): engines put it
@@ -28,6 +33,121 @@ pub fn id_space(product: &str) -> u64 {
     product.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A currency code ("BTC", "USD"), kept inline and zero-padded: ledgers
+/// look one up on every hold and fill, where a `String` cost an allocation
+/// per hold and a pointer chase and `memcmp` per lookup.
+///
+/// Ordered as its text (the padding sorts before every character), so maps
+/// keyed by it list currencies alphabetically and can be searched by `&str`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Currency([u8; Currency::MAX_LEN]);
+
+impl Currency {
+    /// The longest code accepted, in bytes.
+    pub const MAX_LEN: usize = 16;
+
+    /// Checks and packs a code.
+    pub fn new(code: &str) -> Result<Self, IdError> {
+        let bytes = code.as_bytes();
+        if bytes.is_empty()
+            || bytes.len() > Self::MAX_LEN
+            || !bytes.iter().all(u8::is_ascii_graphic)
+        {
+            return Err(IdError::BadCurrency(code.to_owned()));
+        }
+        let mut packed = [0u8; Self::MAX_LEN];
+        packed[..bytes.len()].copy_from_slice(bytes);
+        Ok(Self(packed))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(Self::MAX_LEN);
+        // Only ASCII is ever packed, so this cannot fail.
+        std::str::from_utf8(&self.0[..len]).unwrap_or_default()
+    }
+
+    fn key(self) -> u128 {
+        u128::from_be_bytes(self.0)
+    }
+}
+
+impl PartialOrd for Currency {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Currency {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Hashes as its text, as `Borrow<str>` requires.
+impl std::hash::Hash for Currency {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Currency {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::ops::Deref for Currency {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Currency {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Currency {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Currency {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        Self::new(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Hashes order ids cheaply: ours are issued from a counter and Coinbase's
@@ -334,6 +454,43 @@ mod tests {
             "ABCDEFGHIJK-USD",
         ] {
             assert!(ProductId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn currency_codes_are_checked_and_read_back() {
+        for good in ["BTC", "USD", "1INCH", "00", "ABCDEFGHIJKLMNOP"] {
+            let c = Currency::new(good).unwrap();
+            assert_eq!((c.as_str(), c.to_string()), (good, good.to_owned()));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{good}\""));
+            assert_eq!(serde_json::from_str::<Currency>(&json).unwrap(), c);
+        }
+        for bad in ["", "BTC USD", "ABCDEFGHIJKLMNOPQ", "BTC\0", "\u{e9}"] {
+            let e = Currency::new(bad).unwrap_err();
+            assert!(e.to_string().contains("1 to 16 printable ASCII"), "{e}");
+        }
+        let e = serde_json::from_str::<Currency>("\"\"").unwrap_err();
+        assert!(e.to_string().contains("currency code ``"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// A currency sorts, compares and hashes as its text, so a map keyed
+        /// by it can be searched by `&str`.
+        #[test]
+        fn currencies_order_as_their_text(a in "[!-~]{1,16}", b in "[!-~]{1,16}", cut in 0usize..16) {
+            let b = if cut % 2 == 0 { format!("{a}{}", &b[..cut.min(b.len())]) } else { b };
+            let Ok(y) = Currency::new(&b) else {
+                proptest::prop_assert!(b.len() > 16);
+                return Ok(());
+            };
+            let x = Currency::new(&a).unwrap();
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(x == y, a == b);
+            let tree: std::collections::BTreeSet<Currency> = [x].into();
+            proptest::prop_assert_eq!(tree.contains(b.as_str()), a == b);
+            let set: std::collections::HashSet<Currency> = [x].into();
+            proptest::prop_assert_eq!(set.contains(b.as_str()), a == b);
         }
     }
 

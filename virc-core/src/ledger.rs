@@ -30,7 +30,7 @@ use rust_decimal_macros::dec;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ids::{BotId, IdMap, OrderId},
+    ids::{BotId, Currency, IdError, IdMap, OrderId},
     money::{Funds, Price, Size},
     order::{INSUFFICIENT_FUNDS, MarketAmount, NewOrder, OrderKind, Rejection, Side},
     product::Product,
@@ -151,7 +151,7 @@ impl Balance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// Currency held.
-    pub currency: String,
+    pub currency: Currency,
     /// Amount still held.
     pub amount: Decimal,
     /// The bot whose reservation it came from.
@@ -185,6 +185,9 @@ pub enum LedgerError {
     /// Negative or zero amount where a positive one is needed.
     #[error("amount must be greater than zero, got {0}")]
     NotPositive(Decimal),
+    /// Not a currency code.
+    #[error(transparent)]
+    Currency(#[from] IdError),
 }
 
 impl From<LedgerError> for Rejection {
@@ -194,15 +197,6 @@ impl From<LedgerError> for Rejection {
             other => Rejection::bad_request(other.to_string()),
         }
     }
-}
-
-/// The entry for `key` in a `String`-keyed map, allocating the key only the
-/// first time a currency is seen (this runs on every fill).
-fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_owned(), V::default());
-    }
-    map.get_mut(key).expect("inserted above")
 }
 
 /// Serialises a map with composite keys as a list of pairs, since JSON
@@ -252,14 +246,14 @@ mod sorted {
 /// One account's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    balances: BTreeMap<String, Balance>,
+    balances: BTreeMap<Currency, Balance>,
     /// Hashed, not ordered: a matcher takes and releases one hold per order,
     /// and a `BTreeMap` of 16-byte ids was a tenth of its time.
     #[serde(with = "sorted")]
     holds: IdMap<Hold>,
     #[serde(with = "pairs")]
-    reservations: BTreeMap<(BotId, String), Decimal>,
-    fees_paid: BTreeMap<String, Decimal>,
+    reservations: BTreeMap<(BotId, Currency), Decimal>,
+    fees_paid: BTreeMap<Currency, Decimal>,
 }
 
 impl Ledger {
@@ -269,7 +263,7 @@ impl Ledger {
             return Err(LedgerError::NotPositive(amount));
         }
         self.balances
-            .entry(currency.to_owned())
+            .entry(Currency::new(currency)?)
             .or_default()
             .balance += amount;
         Ok(())
@@ -277,10 +271,10 @@ impl Ledger {
 
     /// A ledger from its persisted parts (see the accessors below).
     pub fn restore(
-        balances: impl IntoIterator<Item = (String, Balance)>,
+        balances: impl IntoIterator<Item = (Currency, Balance)>,
         holds: impl IntoIterator<Item = (OrderId, Hold)>,
-        reservations: impl IntoIterator<Item = (BotId, String, Decimal)>,
-        fees_paid: impl IntoIterator<Item = (String, Decimal)>,
+        reservations: impl IntoIterator<Item = (BotId, Currency, Decimal)>,
+        fees_paid: impl IntoIterator<Item = (Currency, Decimal)>,
     ) -> Self {
         Self {
             balances: balances.into_iter().collect(),
@@ -299,8 +293,8 @@ impl Ledger {
     }
 
     /// All balances, by currency.
-    pub fn balances(&self) -> impl Iterator<Item = (&str, &Balance)> {
-        self.balances.iter().map(|(c, b)| (c.as_str(), b))
+    pub fn balances(&self) -> impl Iterator<Item = (Currency, &Balance)> {
+        self.balances.iter().map(|(c, b)| (*c, b))
     }
 
     /// Fees paid so far, in `currency`.
@@ -315,28 +309,35 @@ impl Ledger {
 
     /// A bot's reservation in `currency`.
     pub fn reserved(&self, bot: BotId, currency: &str) -> Decimal {
+        Currency::new(currency).map_or(Decimal::ZERO, |c| self.reserved_in(bot, c))
+    }
+
+    fn reserved_in(&self, bot: BotId, currency: Currency) -> Decimal {
         self.reservations
-            .get(&(bot, currency.to_owned()))
+            .get(&(bot, currency))
             .copied()
             .unwrap_or_default()
     }
 
     /// All reservations: (bot, currency, amount).
-    pub fn reservations(&self) -> impl Iterator<Item = (BotId, &str, Decimal)> {
-        self.reservations
-            .iter()
-            .map(|((b, c), a)| (*b, c.as_str(), *a))
+    pub fn reservations(&self) -> impl Iterator<Item = (BotId, Currency, Decimal)> {
+        self.reservations.iter().map(|((b, c), a)| (*b, *c, *a))
     }
 
     /// What no bot has reserved in `currency`: `available − Σ reservations`.
     pub fn free(&self, currency: &str) -> Decimal {
+        Currency::new(currency).map_or(Decimal::ZERO, |c| self.free_in(c))
+    }
+
+    fn free_in(&self, currency: Currency) -> Decimal {
         let reserved: Decimal = self
             .reservations
             .iter()
-            .filter(|((_, c), _)| c == currency)
+            .filter(|((_, c), _)| *c == currency)
             .map(|(_, a)| *a)
             .sum();
-        self.balance(currency).available() - reserved
+        let balance = self.balances.get(&currency).copied().unwrap_or_default();
+        balance.available() - reserved
     }
 
     /// Sets aside `amount` of `currency` for `bot`.
@@ -349,6 +350,7 @@ impl Ledger {
         if amount <= Decimal::ZERO {
             return Err(LedgerError::NotPositive(amount));
         }
+        let code = Currency::new(currency)?;
         let free = self.free(currency);
         if amount > free {
             return Err(LedgerError::CannotReserve {
@@ -357,10 +359,7 @@ impl Ledger {
                 free,
             });
         }
-        *self
-            .reservations
-            .entry((bot, currency.to_owned()))
-            .or_default() += amount;
+        *self.reservations.entry((bot, code)).or_default() += amount;
         Ok(())
     }
 
@@ -370,23 +369,23 @@ impl Ledger {
     }
 
     /// The currency and amount Coinbase would hold for `order` now.
-    pub fn hold_needed<'p>(
+    pub fn hold_needed(
         &self,
-        product: &'p Product,
+        product: &Product,
         order: &NewOrder,
         rates: FeeRates,
         bot: Option<BotId>,
-    ) -> (&'p str, Decimal) {
-        let (base, quote) = (&product.base_currency, &product.quote_currency);
-        let spendable = |c: &str| match bot {
-            Some(b) => self.reserved(b, c),
-            None => self.free(c),
+    ) -> (Currency, Decimal) {
+        let (base, quote) = (product.base_currency, product.quote_currency);
+        let spendable = |c: Currency| match bot {
+            Some(b) => self.reserved_in(b, c),
+            None => self.free_in(c),
         };
         match (order.side, order.kind) {
             // Checked: a validated order can still be near Decimal's range;
             // what no wallet can hold is simply more than any balance.
             (Side::Buy, OrderKind::Limit { price, size, .. }) => (
-                quote.as_str(),
+                quote,
                 price
                     .get()
                     .checked_mul(size.get())
@@ -396,16 +395,10 @@ impl Ledger {
             (
                 Side::Sell,
                 OrderKind::Limit { size, .. } | OrderKind::Market(MarketAmount::Size(size)),
-            ) => (base.as_str(), size.get()),
-            (Side::Buy, OrderKind::Market(MarketAmount::Funds(funds))) => {
-                (quote.as_str(), funds.get())
-            }
-            (Side::Buy, OrderKind::Market(MarketAmount::Size(_))) => {
-                (quote.as_str(), spendable(quote))
-            }
-            (Side::Sell, OrderKind::Market(MarketAmount::Funds(_))) => {
-                (base.as_str(), spendable(base))
-            }
+            ) => (base, size.get()),
+            (Side::Buy, OrderKind::Market(MarketAmount::Funds(funds))) => (quote, funds.get()),
+            (Side::Buy, OrderKind::Market(MarketAmount::Size(_))) => (quote, spendable(quote)),
+            (Side::Sell, OrderKind::Market(MarketAmount::Funds(_))) => (base, spendable(base)),
         }
     }
 
@@ -413,7 +406,7 @@ impl Ledger {
     pub fn place_hold(
         &mut self,
         order: OrderId,
-        currency: &str,
+        currency: Currency,
         amount: Decimal,
         bot: Option<BotId>,
     ) -> Result<(), LedgerError> {
@@ -425,7 +418,7 @@ impl Ledger {
         }
         match bot {
             Some(b) => {
-                let key = (b, currency.to_owned());
+                let key = (b, currency);
                 let reserved = self.reservations.get(&key).copied().unwrap_or_default();
                 if amount > reserved {
                     return Err(LedgerError::InsufficientFunds);
@@ -433,16 +426,16 @@ impl Ledger {
                 self.reservations.insert(key, reserved - amount);
             }
             None => {
-                if amount > self.free(currency) {
+                if amount > self.free_in(currency) {
                     return Err(LedgerError::InsufficientFunds);
                 }
             }
         }
-        slot(&mut self.balances, currency).hold += amount;
+        self.balances.entry(currency).or_default().hold += amount;
         self.holds.insert(
             order,
             Hold {
-                currency: currency.to_owned(),
+                currency,
                 amount,
                 bot,
             },
@@ -466,10 +459,7 @@ impl Ledger {
         fee: Decimal,
         bot: Option<BotId>,
     ) {
-        let (base, quote) = (
-            product.base_currency.as_str(),
-            product.quote_currency.as_str(),
-        );
+        let (base, quote) = (product.base_currency, product.quote_currency);
         let value = price.get() * size.get();
         let (out_currency, out_amount, in_currency, in_amount) = match side {
             Side::Buy => (quote, value + fee, base, size.get()),
@@ -483,17 +473,14 @@ impl Ledger {
             }
             None => Decimal::ZERO,
         };
-        let out = slot(&mut self.balances, out_currency);
+        let out = self.balances.entry(out_currency).or_default();
         out.balance -= out_amount;
         out.hold -= used;
-        slot(&mut self.balances, in_currency).balance += in_amount;
+        self.balances.entry(in_currency).or_default().balance += in_amount;
         if let Some(b) = bot {
-            *self
-                .reservations
-                .entry((b, in_currency.to_owned()))
-                .or_default() += in_amount;
+            *self.reservations.entry((b, in_currency)).or_default() += in_amount;
         }
-        *slot(&mut self.fees_paid, quote) += fee;
+        *self.fees_paid.entry(quote).or_default() += fee;
     }
 
     /// Releases what is left of an order's hold (the order is done); the
@@ -507,10 +494,7 @@ impl Ledger {
             b.hold -= hold.amount;
         }
         if let Some(bot) = hold.bot {
-            *self
-                .reservations
-                .entry((bot, hold.currency.clone()))
-                .or_default() += hold.amount;
+            *self.reservations.entry((bot, hold.currency)).or_default() += hold.amount;
         }
         Ok(hold.amount)
     }
@@ -524,6 +508,10 @@ mod tests {
     use super::*;
     use crate::order::OrderRequest;
     use crate::testkit::{btc_usd, limit, order};
+
+    fn usd() -> Currency {
+        Currency::new("USD").unwrap()
+    }
 
     fn oid(n: u128) -> OrderId {
         OrderId(Uuid::from_u128(n))
@@ -617,7 +605,8 @@ mod tests {
             ),
         ];
         for (o, (cur, amount)) in cases {
-            assert_eq!(l.hold_needed(&p, &o, RATES, None), (cur, amount), "{o:?}");
+            let (held, how_much) = l.hold_needed(&p, &o, RATES, None);
+            assert_eq!((held.as_str(), how_much), (cur, amount), "{o:?}");
         }
     }
 
@@ -688,10 +677,10 @@ mod tests {
         b.deposit("USD", dec!(1000)).unwrap();
         let ids: Vec<u128> = (1..=40).map(|n| n * 0x9E37_79B9_7F4A_7C15).collect();
         for &n in &ids {
-            a.place_hold(oid(n), "USD", dec!(1), None).unwrap();
+            a.place_hold(oid(n), usd(), dec!(1), None).unwrap();
         }
         for &n in ids.iter().rev() {
-            b.place_hold(oid(n), "USD", dec!(1), None).unwrap();
+            b.place_hold(oid(n), usd(), dec!(1), None).unwrap();
         }
         let (ja, jb) = (
             serde_json::to_string(&a).unwrap(),
@@ -793,7 +782,7 @@ mod property_tests {
                 } else {
                     (Side::Sell, "BTC", size.get())
                 };
-                if l.place_hold(id, cur, amount, None).is_ok() && fill {
+                if l.place_hold(id, Currency::new(cur).unwrap(), amount, None).is_ok() && fill {
                     l.settle_fill(id, &p, side, price, size, fill_fee(price, size, Decimal::new(4, 3)), None);
                 }
                 let _ = l.release_hold(id);

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::{
-    ids::{IdError, ProductId},
+    ids::{Currency, IdError, ProductId},
     money::{Funds, MoneyError, parse_decimal},
 };
 
@@ -48,9 +48,9 @@ pub struct Product {
     /// "BTC-USD".
     pub id: ProductId,
     /// "BTC".
-    pub base_currency: String,
+    pub base_currency: Currency,
     /// "USD".
-    pub quote_currency: String,
+    pub quote_currency: Currency,
     /// Price tick.
     pub quote_increment: Decimal,
     /// Size step.
@@ -130,8 +130,8 @@ impl TryFrom<WireProduct> for Product {
             min_market_funds: funds(w.min_market_funds.as_ref())?.unwrap_or(Funds::ZERO),
             max_market_funds: funds(w.max_market_funds.as_ref())?,
             id,
-            base_currency: w.base_currency,
-            quote_currency: w.quote_currency,
+            base_currency: Currency::new(&w.base_currency)?,
+            quote_currency: Currency::new(&w.quote_currency)?,
             quote_increment,
             base_increment,
             display_name: w.display_name,

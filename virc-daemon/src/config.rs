@@ -372,6 +372,8 @@ impl ExchangeConfig {
         };
         let mut wallet = Vec::new();
         for (currency, text) in &self.wallet {
+            virc_core::ids::Currency::new(currency)
+                .map_err(|e| bad(&format!("wallet.{currency}"), &e))?;
             let v = virc_core::money::parse_decimal("balance", text)
                 .map_err(|e| bad(&format!("wallet.{currency}"), &e))?;
             if v < rust_decimal::Decimal::ZERO {
@@ -808,6 +810,11 @@ mod tests {
         assert!(err.contains("exchanges.paper.maker_fee"), "{err}");
         let err = bad("[exchanges.paper]\nwallet = { USD = \"-1\" }\n");
         assert!(err.contains("exchanges.paper.wallet.USD"), "{err}");
+        let err = bad("[exchanges.paper]\nwallet = { \"US DOLLAR\" = \"1\" }\n");
+        assert!(
+            err.contains("exchanges.paper.wallet.US DOLLAR") && err.contains("currency code"),
+            "{err}"
+        );
         let err = bad("[exchanges]\ndefault = \"live\"\n");
         assert!(err.contains("no [exchanges.live]"), "{err}");
         // Naming other connections keeps the built-in paper exchange.

@@ -75,8 +75,8 @@ impl Market for MarketService {
             .iter()
             .map(|p| pb::Product {
                 id: p.id.to_string(),
-                base_currency: p.base_currency.clone(),
-                quote_currency: p.quote_currency.clone(),
+                base_currency: p.base_currency.to_string(),
+                quote_currency: p.quote_currency.to_string(),
                 quote_increment: p.quote_increment.normalize().to_string(),
                 base_increment: p.base_increment.normalize().to_string(),
                 min_market_funds: p.min_market_funds.get().normalize().to_string(),

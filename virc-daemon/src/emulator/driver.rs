@@ -129,10 +129,10 @@ fn step(
 /// Funds the driver's two accounts with more than any test can move.
 pub fn fund(e: &mut Engine) {
     let big = Decimal::from(1_000_000_000_000_i64);
-    let currencies: Vec<String> = e
+    let currencies: Vec<_> = e
         .catalogue()
         .iter()
-        .flat_map(|p| [p.base_currency.clone(), p.quote_currency.clone()])
+        .flat_map(|p| [p.base_currency, p.quote_currency])
         .collect();
     for user in [DRIVER_MAKER, DRIVER_TAKER] {
         let money: Vec<(&str, Decimal)> = currencies.iter().map(|c| (c.as_str(), big)).collect();

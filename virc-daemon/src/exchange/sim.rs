@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use virc_core::{
-    ids::{BotId, ClientOid, OrderId, id_space},
+    ids::{BotId, ClientOid, Currency, OrderId, id_space},
     ledger::{Balance, Hold},
     ledger::{FeeRates, Ledger},
     market::Trade,
@@ -74,8 +74,15 @@ fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// The currency code at the end of a record key.
+fn currency(tree: &'static str, bytes: &[u8]) -> Result<Currency, StoreError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| Currency::new(text).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            tree,
+            detail: format!("record key ends in {bytes:?}, not a currency code"),
+        })
 }
 
 /// The simulated exchange: the paper wallet, one paper engine per product
@@ -144,7 +151,8 @@ impl SimExchange {
         let mut ledger = Ledger::restore(
             book.scan_prefix::<Balance>(&[BALANCE])?
                 .into_iter()
-                .map(|(k, v)| (text(&k[1..]), v)),
+                .map(|(k, v)| Ok((currency(book.name(), &k[1..])?, v)))
+                .collect::<Result<Vec<_>, StoreError>>()?,
             book.scan_prefix::<Hold>(&[HOLD])?
                 .into_iter()
                 .filter_map(|(k, v)| {
@@ -154,11 +162,13 @@ impl SimExchange {
                 .into_iter()
                 .filter_map(|(k, v)| {
                     let bot = BotId(uuid::Uuid::from_slice(k.get(1..17)?).ok()?);
-                    Some((bot, text(k.get(17..)?), v))
-                }),
+                    Some(currency(book.name(), k.get(17..)?).map(|c| (bot, c, v)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?,
             book.scan_prefix::<Decimal>(&[FEES])?
                 .into_iter()
-                .map(|(k, v)| (text(&k[1..]), v)),
+                .map(|(k, v)| Ok((currency(book.name(), &k[1..])?, v)))
+                .collect::<Result<Vec<_>, StoreError>>()?,
         );
         let mut resting: BTreeMap<String, Vec<(OrderId, RestingRecord)>> = BTreeMap::new();
         for (k, (product, r)) in book.scan_prefix::<(String, RestingRecord)>(&[RESTING])? {
@@ -200,7 +210,7 @@ impl SimExchange {
             }
         }
         if fresh {
-            let currencies: Vec<String> = x.wallet.balances().map(|(c, _)| c.to_owned()).collect();
+            let currencies: Vec<Currency> = x.wallet.balances().map(|(c, _)| c).collect();
             x.persist(&currencies, &[], &[])?;
         }
         for (k, view) in x.orders.all::<OrderView>()? {
@@ -242,17 +252,19 @@ impl SimExchange {
         self.wallet
             .reserve(bot, currency, amount)
             .map_err(|e| ExchangeError::Rejected(Rejection::bad_request(e.to_string())))?;
-        self.persist(&[currency.to_owned()], &[], &[bot])?;
+        let code = Currency::new(currency)
+            .map_err(|e| ExchangeError::Rejected(Rejection::bad_request(e.to_string())))?;
+        self.persist(&[code], &[], &[bot])?;
         Ok(())
     }
 
     /// Returns a bot's reservations to the free pool.
     pub fn release(&mut self, bot: BotId) -> Result<(), ExchangeError> {
-        let currencies: Vec<String> = self
+        let currencies: Vec<Currency> = self
             .wallet
             .reservations()
             .filter(|(b, _, _)| *b == bot)
-            .map(|(_, c, _)| c.to_owned())
+            .map(|(_, c, _)| c)
             .collect();
         self.wallet.release_reservations(bot);
         self.persist(&currencies, &[], &[bot])?;
@@ -272,7 +284,7 @@ impl SimExchange {
     /// reservations of `orders` and `bots` (removing those that are gone).
     fn persist(
         &self,
-        currencies: &[String],
+        currencies: &[Currency],
         orders: &[OrderId],
         bots: &[BotId],
     ) -> Result<(), StoreError> {
@@ -519,10 +531,10 @@ impl SimExchange {
         for (k, view) in &finished {
             self.orders.put(&key(*k), view)?;
         }
-        let currencies: Vec<String> = self
+        let currencies: Vec<Currency> = self
             .catalogue
             .get(product)
-            .map(|p| vec![p.base_currency.clone(), p.quote_currency.clone()])
+            .map(|p| vec![p.base_currency, p.quote_currency])
             .unwrap_or_default();
         self.persist(&currencies, &touched, &owners)?;
         Ok(out)

@@ -228,8 +228,8 @@ fn range_params(
     check_order(product, "sell order", Side::Sell, Some(sell), size)?;
     Ok(RangeParams {
         product_id: spec.product_id.clone(),
-        base: product.base_currency.clone(),
-        quote: product.quote_currency.clone(),
+        base: product.base_currency.to_string(),
+        quote: product.quote_currency.to_string(),
         size,
         buy,
         sell,
@@ -388,8 +388,8 @@ fn grid_checked(
     )?;
     let params = GridParams {
         product_id: product.id.as_str().to_owned(),
-        base: product.base_currency.clone(),
-        quote: product.quote_currency.clone(),
+        base: product.base_currency.to_string(),
+        quote: product.quote_currency.to_string(),
         levels,
         geometric,
         size,
@@ -478,8 +478,8 @@ fn conditional_checked(
     }
     let params = ConditionalParams {
         product_id: product.id.as_str().to_owned(),
-        base: product.base_currency.clone(),
-        quote: product.quote_currency.clone(),
+        base: product.base_currency.to_string(),
+        quote: product.quote_currency.to_string(),
         quote_increment: product.quote_increment,
         steps,
         looping: spec.r#loop,
@@ -676,8 +676,8 @@ impl Runtime {
         }
         let params = StopLossParams {
             product_id: product.id.as_str().to_owned(),
-            base: product.base_currency.clone(),
-            quote: product.quote_currency.clone(),
+            base: product.base_currency.to_string(),
+            quote: product.quote_currency.to_string(),
             quote_increment: product.quote_increment,
             base_increment: product.base_increment,
             amount: what,
@@ -699,7 +699,7 @@ impl Runtime {
             );
         }
         let reservations = match what {
-            Amount::Size(s) => vec![(product.base_currency.clone(), s.get())],
+            Amount::Size(s) => vec![(product.base_currency.to_string(), s.get())],
             Amount::Guarded => Vec::new(),
         };
         Ok(Checked {

@@ -1721,7 +1721,7 @@ impl Runtime {
             balances: w
                 .balances()
                 .map(|(c, b)| pb::Balance {
-                    currency: c.to_owned(),
+                    currency: c.to_string(),
                     balance: dec(b.balance),
                     hold: dec(b.hold),
                     available: dec(b.available()),
@@ -1737,7 +1737,7 @@ impl Runtime {
                         .get(&bot)
                         .map(|b| b.name.clone())
                         .unwrap_or_default(),
-                    currency: c.to_owned(),
+                    currency: c.to_string(),
                     amount: dec(a),
                 })
                 .collect(),

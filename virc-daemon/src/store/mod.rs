@@ -232,6 +232,11 @@ impl std::fmt::Debug for Records {
 }
 
 impl Records {
+    /// The tree's name, for error messages.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             tree: self.name,

@@ -236,10 +236,16 @@ impl CoinbaseExchange {
         let mut balances = Vec::new();
         for a in &accounts {
             let d = |f: &str| a[f].as_str().and_then(|s| s.parse::<Decimal>().ok());
-            if let (Some(c), Some(balance), Some(hold)) =
-                (a["currency"].as_str(), d("balance"), d("hold"))
-            {
-                balances.push((c.to_owned(), virc_core::ledger::Balance { balance, hold }));
+            // A currency virc cannot name is one no product of the
+            // catalogue trades; it is left out rather than failing the rest.
+            if let (Some(c), Some(balance), Some(hold)) = (
+                a["currency"]
+                    .as_str()
+                    .and_then(|c| virc_core::ids::Currency::new(c).ok()),
+                d("balance"),
+                d("hold"),
+            ) {
+                balances.push((c, virc_core::ledger::Balance { balance, hold }));
             }
         }
         let holds: Vec<_> = self
@@ -247,15 +253,11 @@ impl CoinbaseExchange {
             .keys()
             .filter_map(|id| Some((*id, self.wallet.hold(*id)?.clone())))
             .collect();
-        let reservations: Vec<_> = self
-            .wallet
-            .reservations()
-            .map(|(b, c, a)| (b, c.to_owned(), a))
-            .collect();
+        let reservations: Vec<_> = self.wallet.reservations().collect();
         let fees: Vec<_> = self
             .wallet
             .balances()
-            .map(|(c, _)| (c.to_owned(), self.wallet.fees_paid(c)))
+            .map(|(c, _)| (c, self.wallet.fees_paid(&c)))
             .collect();
         self.wallet = Ledger::restore(balances, holds, reservations, fees);
         self.save_wallet()?;
@@ -305,8 +307,8 @@ impl CoinbaseExchange {
         let product = product.clone();
         let (currency, amount) = self.wallet.hold_needed(&product, &new, self.rates, bot);
         let spendable = bot.map_or_else(
-            || self.wallet.free(currency),
-            |b| self.wallet.reserved(b, currency),
+            || self.wallet.free(&currency),
+            |b| self.wallet.reserved(b, &currency),
         );
         if amount > spendable {
             return Err(Rejection::bad_request(INSUFFICIENT_FUNDS).into());
