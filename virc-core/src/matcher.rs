@@ -47,7 +47,7 @@ use crate::{
     money::{Funds, Price, Size},
     order::{
         CancelReason, DoneReason, Expiries, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
-        POST_ONLY_MODE, Rejection, Side, StopKind, Stp, TimeInForce,
+        POST_ONLY_MODE, Rejection, Side, StopKind, Stp, TimeInForce, too_accurate,
     },
     product::Product,
 };
@@ -150,11 +150,13 @@ pub enum FeedKind {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Resting {
     user: UserId,
     side: Side,
     price: Price,
+    /// `price` in quote increments: the key of its level.
+    ticks: u64,
     remaining: Size,
     expire_at: Option<i64>,
 }
@@ -174,8 +176,9 @@ struct Parked {
 ///
 /// Invariant: the front id, if any, is a live resting order, and `live` is
 /// the number of live orders in `queue`; a level with none is removed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Level {
+    price: Price,
     queue: VecDeque<OrderId>,
     live: usize,
 }
@@ -192,8 +195,9 @@ enum Want {
 pub struct Matcher {
     product: Product,
     rates: FeeRates,
-    bids: BTreeMap<Price, Level>,
-    asks: BTreeMap<Price, Level>,
+    /// Levels keyed by price in ticks (see [`Price::ticks`]).
+    bids: BTreeMap<u64, Level>,
+    asks: BTreeMap<u64, Level>,
     resting: IdMap<Resting>,
     /// GTT expiries, soonest first, so expiry costs O(expired), not O(resting).
     expiries: Expiries,
@@ -259,28 +263,20 @@ impl Matcher {
 
     /// Best bid price.
     pub fn best_bid(&self) -> Option<Price> {
-        self.bids.keys().next_back().copied()
+        self.bids.values().next_back().map(|l| l.price)
     }
 
     /// Best ask price.
     pub fn best_ask(&self) -> Option<Price> {
-        self.asks.keys().next().copied()
+        self.asks.values().next().map(|l| l.price)
     }
 
     /// Aggregated levels, best first: (price, total size).
     pub fn depth(&self, side: Side, levels: usize) -> Vec<(Price, Size)> {
-        let sum = |(p, level): (&Price, &Level)| {
-            let q = &level.queue;
-            let total = q
-                .iter()
-                .filter_map(|id| self.resting.get(id))
-                .map(|r| r.remaining.get())
-                .sum();
-            (*p, Size::new(total).unwrap_or(Size::ZERO))
-        };
+        let sum = |level: &Level| (level.price, self.total(level));
         match side {
-            Side::Buy => self.bids.iter().rev().take(levels).map(sum).collect(),
-            Side::Sell => self.asks.iter().take(levels).map(sum).collect(),
+            Side::Buy => self.bids.values().rev().take(levels).map(sum).collect(),
+            Side::Sell => self.asks.values().take(levels).map(sum).collect(),
         }
     }
 
@@ -291,15 +287,29 @@ impl Matcher {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         };
-        let total = book.get(&price).map_or(Decimal::ZERO, |level| {
-            level
-                .queue
-                .iter()
-                .filter_map(|id| self.resting.get(id))
-                .map(|r| r.remaining.get())
-                .sum()
-        });
+        price
+            .ticks(self.product.quote_increment)
+            .and_then(|t| book.get(&t))
+            .map_or(Size::ZERO, |level| self.total(level))
+    }
+
+    /// The resting size of a level.
+    fn total(&self, level: &Level) -> Size {
+        let total = level
+            .queue
+            .iter()
+            .filter_map(|id| self.resting.get(id))
+            .map(|r| r.remaining.get())
+            .sum();
         Size::new(total).unwrap_or(Size::ZERO)
+    }
+
+    /// A limit price in ticks; off the increment is the exchange's refusal
+    /// (a validated order never is).
+    fn ticks(&self, price: Price) -> Result<u64, Rejection> {
+        price
+            .ticks(self.product.quote_increment)
+            .ok_or_else(|| too_accurate("price", self.product.quote_increment))
     }
 
     /// The last sequence number issued.
@@ -360,6 +370,10 @@ impl Matcher {
             ..
         } = order.kind
         {
+            if let Err(refused) = self.ticks(price) {
+                out.append(&mut self.events);
+                return Err(refused);
+            }
             self.stops.push(Parked {
                 id,
                 user,
@@ -482,7 +496,8 @@ impl Matcher {
         });
     }
 
-    fn crosses(side: Side, limit: Option<Price>, level: Price) -> bool {
+    /// Whether a taker on `side` limited to `limit` ticks trades at `level` ticks.
+    fn crosses(side: Side, limit: Option<u64>, level: u64) -> bool {
         match (side, limit) {
             (_, None) => true,
             (Side::Buy, Some(p)) => level <= p,
@@ -490,11 +505,13 @@ impl Matcher {
         }
     }
 
-    fn best_opposite(&self, side: Side) -> Option<Price> {
-        match side {
-            Side::Buy => self.best_ask(),
-            Side::Sell => self.best_bid(),
-        }
+    /// The best level a taker on `side` meets: its ticks and the level.
+    fn best_opposite(&self, side: Side) -> Option<(u64, &Level)> {
+        let best = match side {
+            Side::Buy => self.asks.first_key_value(),
+            Side::Sell => self.bids.last_key_value(),
+        };
+        best.map(|(t, l)| (*t, l))
     }
 
     /// Base size that `funds` buys at `price`, floored to the base increment.
@@ -506,15 +523,15 @@ impl Matcher {
     }
 
     /// How much of `want` the opposite side could fill now, counting own orders as matches (FOK).
-    fn fillable(&self, side: Side, limit: Option<Price>, want: Want) -> bool {
+    fn fillable(&self, side: Side, limit: Option<u64>, want: Want) -> bool {
         let mut left = want;
-        let levels: Box<dyn Iterator<Item = (&Price, &Level)>> = match side {
+        let levels: Box<dyn Iterator<Item = (&u64, &Level)>> = match side {
             Side::Buy => Box::new(self.asks.iter()),
             Side::Sell => Box::new(self.bids.iter().rev()),
         };
-        for (price, level) in levels {
-            let queue = &level.queue;
-            if !Self::crosses(side, limit, *price) {
+        for (ticks, level) in levels {
+            let (queue, price) = (&level.queue, level.price);
+            if !Self::crosses(side, limit, *ticks) {
                 break;
             }
             for r in queue.iter().filter_map(|id| self.resting.get(id)) {
@@ -547,6 +564,7 @@ impl Matcher {
             } => (Some(price), Some(tif), post_only || self.product.post_only),
             OrderKind::Market(_) => (None, None, false),
         };
+        let limit_ticks = limit.map(|p| self.ticks(p)).transpose()?;
         let (currency, amount) = self.ledgers.entry(user).or_default().hold_needed(
             &self.product,
             &order,
@@ -560,7 +578,7 @@ impl Matcher {
         if post_only
             && self
                 .best_opposite(side)
-                .is_some_and(|best| Self::crosses(side, limit, best))
+                .is_some_and(|(best, _)| Self::crosses(side, limit_ticks, best))
         {
             let _ = self.ledger_mut(user).release_hold(id);
             return Err(Rejection::bad_request(POST_ONLY_MODE));
@@ -584,7 +602,7 @@ impl Matcher {
                 client_oid: order.client_oid,
             },
         );
-        if tif == Some(TimeInForce::Fok) && !self.fillable(side, limit, want) {
+        if tif == Some(TimeInForce::Fok) && !self.fillable(side, limit_ticks, want) {
             self.finish_taker(
                 id,
                 user,
@@ -596,18 +614,12 @@ impl Matcher {
             return Ok(());
         }
         let mut canceled = None;
-        while let Some(level) = self
+        while let Some((level, maker_id)) = self
             .best_opposite(side)
-            .filter(|best| Self::crosses(side, limit, *best))
+            .filter(|(best, _)| Self::crosses(side, limit_ticks, *best))
+            .and_then(|(_, l)| Some((l.price, *l.queue.front()?)))
         {
-            let queue = match side {
-                Side::Buy => self.asks.get(&level),
-                Side::Sell => self.bids.get(&level),
-            };
-            let Some(maker_id) = queue.and_then(|l| l.queue.front().copied()) else {
-                break;
-            };
-            let Some(maker) = self.resting.get(&maker_id).cloned() else {
+            let Some(maker) = self.resting.get(&maker_id).copied() else {
                 break;
             };
             let want_size = match want {
@@ -648,7 +660,7 @@ impl Matcher {
         let left = match want {
             Want::Size(s) => s,
             Want::Funds(f) => match self.best_opposite(side) {
-                Some(p) => self.size_for_funds(f, p),
+                Some((_, l)) => self.size_for_funds(f, l.price),
                 None => Size::new(f.get()).unwrap_or(Size::ZERO),
             },
         };
@@ -674,7 +686,12 @@ impl Matcher {
                     Side::Buy => &mut self.bids,
                     Side::Sell => &mut self.asks,
                 };
-                let level = book.entry(price).or_default();
+                let ticks = limit_ticks.unwrap_or_default();
+                let level = book.entry(ticks).or_insert_with(|| Level {
+                    price,
+                    queue: VecDeque::new(),
+                    live: 0,
+                });
                 level.queue.push_back(id);
                 level.live += 1;
                 self.resting.insert(
@@ -683,6 +700,7 @@ impl Matcher {
                         user,
                         side,
                         price,
+                        ticks,
                         remaining: left,
                         expire_at,
                     },
@@ -889,10 +907,10 @@ impl Matcher {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
         };
-        if let Some(level) = book.get_mut(&r.price) {
+        if let Some(level) = book.get_mut(&r.ticks) {
             level.live = level.live.saturating_sub(1);
             if level.live == 0 {
-                book.remove(&r.price);
+                book.remove(&r.ticks);
             } else {
                 while level
                     .queue
@@ -1026,6 +1044,47 @@ mod tests {
                 FeedKind::Activate { .. } => "activate",
             })
             .collect()
+    }
+
+    #[test]
+    fn a_price_off_the_increment_is_refused_without_a_trace() {
+        let mut m = engine();
+        m.submit(A, limit("buy", "100.00", "1"), 1).unwrap();
+        let mut off = limit("buy", "100.00", "1");
+        let mut stop = order(OrderRequest {
+            stop: Some("loss".into()),
+            stop_price: Some("90.00".into()),
+            ..req("sell", "89.00", "1")
+        });
+        for o in [&mut off, &mut stop] {
+            if let OrderKind::Limit { price, .. } = &mut o.kind {
+                *price = Price::new(dec!(100.005)).unwrap();
+            }
+        }
+        let before = (m.sequence(), m.ledger(A).unwrap().clone());
+        for o in [off, stop] {
+            let refused = m.submit(A, o, 2).unwrap_err();
+            assert_eq!(
+                refused.message,
+                "price is too accurate. Smallest unit is 0.01000000"
+            );
+        }
+        assert_eq!((m.sequence(), m.ledger(A).unwrap().clone()), before);
+        assert_eq!(
+            m.depth(Side::Buy, 5),
+            [(
+                Price::new(dec!(100.00)).unwrap(),
+                Size::new(dec!(1)).unwrap()
+            )]
+        );
+        // The same price written at another scale is the same level.
+        m.submit(A, limit("buy", "100.0000", "2"), 3).unwrap();
+        assert_eq!(m.level_count(), 1);
+        assert_eq!(
+            m.level_size(Side::Buy, Price::new(dec!(100)).unwrap())
+                .get(),
+            dec!(3)
+        );
     }
 
     #[test]

@@ -326,6 +326,27 @@ impl Price {
             .map(Funds)
             .ok_or(MoneyError::Overflow { what: "funds" })
     }
+
+    /// The price as a whole number of `increment`s (ticks), or `None` when it
+    /// is not on the increment or does not fit. Books key their levels by it:
+    /// integers compare in one instruction, prices of mixed scales do not.
+    pub fn ticks(self, increment: Decimal) -> Option<u64> {
+        let (pm, ps) = (self.0.mantissa(), self.0.scale());
+        let (im, is) = (increment.mantissa(), increment.scale());
+        if im <= 0 {
+            return None;
+        }
+        // price / increment = (pm / 10^ps) / (im / 10^is), over one scale.
+        let (num, den) = if is >= ps {
+            (pm.checked_mul(10_i128.checked_pow(is - ps)?)?, im)
+        } else {
+            (pm, im.checked_mul(10_i128.checked_pow(ps - is)?)?)
+        };
+        if num % den != 0 {
+            return None;
+        }
+        u64::try_from(num / den).ok()
+    }
 }
 
 /// Formats a value with exactly 8 decimals, as Coinbase prints the
@@ -341,6 +362,39 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
+
+    #[test]
+    fn ticks_count_increments_exactly() {
+        let p = |t: &str| Price::parse(t).unwrap();
+        assert_eq!(p("26000.01").ticks(dec!(0.01)), Some(2_600_001));
+        assert_eq!(p("26000.1").ticks(dec!(0.01)), Some(2_600_010));
+        assert_eq!(p("26000.010000").ticks(dec!(0.01)), Some(2_600_001));
+        assert_eq!(p("26000").ticks(dec!(0.5)), Some(52_000));
+        assert_eq!(p("0.00000001").ticks(dec!(0.00000001)), Some(1));
+        assert_eq!(p("26000.005").ticks(dec!(0.01)), None, "between ticks");
+        assert_eq!(p("26000.25").ticks(dec!(0.5)), None, "between ticks");
+        assert_eq!(p("26000").ticks(dec!(0)), None);
+        assert_eq!(
+            Price::new(Decimal::MAX).unwrap().ticks(dec!(0.00000001)),
+            None,
+            "too many ticks for u64"
+        );
+    }
+
+    proptest::proptest! {
+        /// Ticks order as prices do, whatever the scale each was written at.
+        #[test]
+        fn ticks_order_as_prices(a in 1u64..10_000_000, b in 1u64..10_000_000, za in 0u32..6, zb in 0u32..6) {
+            let at = |n: u64, zeros: u32| {
+                let mut d = Decimal::new(i64::try_from(n).unwrap(), 2);
+                d.rescale(2 + zeros);
+                Price::new(d).unwrap()
+            };
+            let (pa, pb) = (at(a, za), at(b, zb));
+            proptest::prop_assert_eq!(pa.ticks(dec!(0.01)), Some(a));
+            proptest::prop_assert_eq!(pa.ticks(dec!(0.01)).cmp(&pb.ticks(dec!(0.01))), pa.cmp(&pb));
+        }
+    }
 
     #[test]
     fn strict_decimal_text_is_accepted() {

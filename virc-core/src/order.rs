@@ -263,7 +263,8 @@ fn decimal_field(name: &'static str, text: &str) -> Result<Decimal, Rejection> {
     })
 }
 
-fn too_accurate(field: &str, unit: Decimal) -> Rejection {
+/// The exchange's refusal of an amount off its increment.
+pub(crate) fn too_accurate(field: &str, unit: Decimal) -> Rejection {
     Rejection::bad_request(format!(
         "{field} is too accurate. Smallest unit is {}",
         format_8dp(unit)
