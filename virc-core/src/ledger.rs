@@ -410,36 +410,45 @@ impl Ledger {
         amount: Decimal,
         bot: Option<BotId>,
     ) -> Result<(), LedgerError> {
-        if self.holds.contains_key(&order) {
+        // One probe of the holds for the duplicate check and the insert.
+        let std::collections::hash_map::Entry::Vacant(slot) = self.holds.entry(order) else {
             return Err(LedgerError::DuplicateHold(order));
-        }
-        if amount <= Decimal::ZERO {
+        };
+        if amount.is_zero() || amount.is_sign_negative() {
             return Err(LedgerError::InsufficientFunds);
         }
         match bot {
-            Some(b) => {
-                let key = (b, currency);
-                let reserved = self.reservations.get(&key).copied().unwrap_or_default();
-                if amount > reserved {
-                    return Err(LedgerError::InsufficientFunds);
-                }
-                self.reservations.insert(key, reserved - amount);
-            }
+            Some(b) => match self.reservations.get_mut(&(b, currency)) {
+                Some(reserved) if amount <= *reserved => *reserved -= amount,
+                _ => return Err(LedgerError::InsufficientFunds),
+            },
             None => {
-                if amount > self.free_in(currency) {
+                let balance = self.balances.get(&currency).copied().unwrap_or_default();
+                // `amount > free`, without a subtraction of zero when no bot
+                // has reserved this currency (a manual trader's usual case).
+                let reserved = || {
+                    self.reservations
+                        .iter()
+                        .filter(|((_, c), _)| *c == currency)
+                        .map(|(_, a)| *a)
+                        .sum::<Decimal>()
+                };
+                let needed = if self.reservations.is_empty() {
+                    amount
+                } else {
+                    amount + reserved()
+                };
+                if needed > balance.available() {
                     return Err(LedgerError::InsufficientFunds);
                 }
             }
         }
+        slot.insert(Hold {
+            currency,
+            amount,
+            bot,
+        });
         self.balances.entry(currency).or_default().hold += amount;
-        self.holds.insert(
-            order,
-            Hold {
-                currency,
-                amount,
-                bot,
-            },
-        );
         Ok(())
     }
 
@@ -459,8 +468,31 @@ impl Ledger {
         fee: Decimal,
         bot: Option<BotId>,
     ) {
+        self.settle(
+            order,
+            product,
+            side,
+            price.get() * size.get(),
+            size,
+            fee,
+            bot,
+        );
+    }
+
+    /// [`Ledger::settle_fill`] with the fill's value (`price × size`)
+    /// already computed, as the matcher has it for both sides' fees.
+    #[expect(clippy::too_many_arguments, reason = "as settle_fill")]
+    pub(crate) fn settle(
+        &mut self,
+        order: OrderId,
+        product: &Product,
+        side: Side,
+        value: Decimal,
+        size: Size,
+        fee: Decimal,
+        bot: Option<BotId>,
+    ) {
         let (base, quote) = (product.base_currency, product.quote_currency);
-        let value = price.get() * size.get();
         let (out_currency, out_amount, in_currency, in_amount) = match side {
             Side::Buy => (quote, value + fee, base, size.get()),
             Side::Sell => (base, size.get(), quote, value - fee),

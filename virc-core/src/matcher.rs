@@ -43,7 +43,7 @@ use uuid::Uuid;
 
 use crate::{
     ids::{ClientOid, IdMap, OrderId, TradeId},
-    ledger::{FeeRates, Ledger, fill_fee, market_buy_net_funds},
+    ledger::{FeeRates, Ledger, market_buy_net_funds},
     money::{Funds, Price, Size},
     order::{
         CancelReason, DoneReason, Expiries, MarketAmount, NewOrder, ORDER_NOT_FOUND, OrderKind,
@@ -361,19 +361,34 @@ impl Matcher {
         now: i64,
         out: &mut Vec<FeedEvent>,
     ) -> Result<OrderId, Rejection> {
+        self.emitting_into(out, |m| m.submit_inner(user, order, now))
+    }
+
+    /// Runs `f` with `out` as the event buffer, so events are written once,
+    /// where the caller wants them, instead of queued and copied.
+    fn emitting_into<T>(&mut self, out: &mut Vec<FeedEvent>, f: impl FnOnce(&mut Self) -> T) -> T {
+        std::mem::swap(&mut self.events, out);
+        let result = f(self);
+        std::mem::swap(&mut self.events, out);
+        result
+    }
+
+    fn submit_inner(
+        &mut self,
+        user: UserId,
+        order: NewOrder,
+        now: i64,
+    ) -> Result<OrderId, Rejection> {
         self.expire(now);
         let id = self.new_id();
-        let result = if let OrderKind::Limit {
+        if let OrderKind::Limit {
             price,
             size,
             stop: Some((stop, stop_price)),
             ..
         } = order.kind
         {
-            if let Err(refused) = self.ticks(price) {
-                out.append(&mut self.events);
-                return Err(refused);
-            }
+            self.ticks(price)?;
             self.stops.push(Parked {
                 id,
                 user,
@@ -399,9 +414,7 @@ impl Matcher {
                 self.run_stops();
                 id
             })
-        };
-        out.append(&mut self.events);
-        result
+        }
     }
 
     /// Cancels an order of `user`. An unknown or already done order is
@@ -425,9 +438,7 @@ impl Matcher {
         now: i64,
         out: &mut Vec<FeedEvent>,
     ) -> Result<(), Rejection> {
-        let result = self.cancel_inner(user, id, now);
-        out.append(&mut self.events);
-        result
+        self.emitting_into(out, |m| m.cancel_inner(user, id, now))
     }
 
     fn cancel_inner(&mut self, user: UserId, id: OrderId, now: i64) -> Result<(), Rejection> {
@@ -831,17 +842,19 @@ impl Matcher {
         size: Size,
     ) {
         self.trade_id += 1;
-        let maker_fee = fill_fee(price, size, self.rates.maker);
-        let taker_fee = fill_fee(price, size, self.rates.taker);
+        // As fill_fee computes it, (price × size) × rate, with the product once.
+        let value = price.get() * size.get();
+        let maker_fee = value * self.rates.maker;
+        let taker_fee = value * self.rates.taker;
         let product = &self.product;
         self.ledgers
             .entry(maker.user)
             .or_default()
-            .settle_fill(maker_id, product, maker.side, price, size, maker_fee, None);
+            .settle(maker_id, product, maker.side, value, size, maker_fee, None);
         self.ledgers
             .entry(taker)
             .or_default()
-            .settle_fill(taker_id, product, side, price, size, taker_fee, None);
+            .settle(taker_id, product, side, value, size, taker_fee, None);
         self.last_price = Some(price);
         self.emit(
             true,
@@ -1085,6 +1098,36 @@ mod tests {
                 .get(),
             dec!(3)
         );
+    }
+
+    #[test]
+    fn each_fill_charges_the_maker_and_taker_rates_to_each_side() {
+        use crate::ledger::fill_fee;
+        let mut m = engine();
+        m.submit(A, limit("sell", "100.01", "0.333"), 1).unwrap();
+        m.submit(A, limit("sell", "100.02", "1"), 2).unwrap();
+        let (_, ev) = m.submit(B, limit("buy", "100.02", "0.5"), 3).unwrap();
+        let (mut maker_total, mut taker_total) = (Decimal::ZERO, Decimal::ZERO);
+        for e in &ev {
+            if let FeedKind::Match {
+                price,
+                size,
+                maker_fee,
+                taker_fee,
+                ..
+            } = &e.kind
+            {
+                assert_eq!(*maker_fee, fill_fee(*price, *size, RATES.maker));
+                assert_eq!(*taker_fee, fill_fee(*price, *size, RATES.taker));
+                maker_total += maker_fee;
+                taker_total += taker_fee;
+            }
+        }
+        // 0.333 @ 100.01 and 0.167 @ 100.02: 50.00667 of value.
+        assert_eq!(maker_total, dec!(50.00667) * dec!(0.004));
+        assert_eq!(m.ledger(A).unwrap().fees_paid("USD"), maker_total);
+        assert_eq!(m.ledger(B).unwrap().fees_paid("USD"), taker_total);
+        assert_eq!(taker_total, dec!(50.00667) * dec!(0.006));
     }
 
     #[test]

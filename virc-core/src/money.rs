@@ -337,6 +337,21 @@ impl Price {
             return None;
         }
         // price / increment = (pm / 10^ps) / (im / 10^is), over one scale.
+        if im == 1 && is >= ps {
+            // The usual increment (0.01, 0.00000001): no division.
+            const POW10: [u64; 20] = {
+                let mut t = [1_u64; 20];
+                let mut i = 1;
+                while i < 20 {
+                    t[i] = t[i - 1] * 10;
+                    i += 1;
+                }
+                t
+            };
+            return u64::try_from(pm)
+                .ok()?
+                .checked_mul(*POW10.get((is - ps) as usize)?);
+        }
         let (num, den) = if is >= ps {
             (pm.checked_mul(10_i128.checked_pow(is - ps)?)?, im)
         } else {
