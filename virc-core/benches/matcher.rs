@@ -163,9 +163,15 @@ impl Virc {
     fn count(&mut self) {
         for e in self.buf.drain(..) {
             if let FeedKind::Match { size, .. } = &e.kind {
-                self.executed += (size.get() * Decimal::from(1000))
-                    .try_into()
-                    .unwrap_or(0u64);
+                // Sizes are whole lots of 0.001 (scale 3): the mantissa is
+                // the lot count, read without Decimal arithmetic (the other
+                // engines count in their own integers).
+                let d = size.get();
+                self.executed += if d.scale() == 3 {
+                    u64::try_from(d.mantissa()).unwrap_or(0)
+                } else {
+                    (d * Decimal::from(1000)).try_into().unwrap_or(0u64)
+                };
             }
         }
     }
