@@ -967,7 +967,6 @@ impl Matcher {
     /// Prints one trade, settles the maker's side and takes the maker off
     /// the book when filled; returns the trade's value and the taker's fee
     /// for the taker's settlement (see [`Taken`]).
-    #[expect(clippy::too_many_arguments, reason = "one trade's facts")]
     fn trade(
         &mut self,
         taker_id: OrderId,
