@@ -119,6 +119,12 @@ async fn tick_to_command() {
         .await
         .unwrap();
     let mut lat = Vec::with_capacity(BOTS);
+    // `VIRC_BENCH_PACE_US=2000`: a pause after each tick, as between the
+    // trades of a calm market, instead of the next tick at once.
+    let pace = std::env::var("VIRC_BENCH_PACE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros);
     let mut trade_id = 1;
     for i in (0..BOTS).rev() {
         let price = Price::new(Decimal::new(6000 + i64::try_from(i).unwrap(), 2)).unwrap();
@@ -150,6 +156,9 @@ async fn tick_to_command() {
             }
         }
         lat.push(t.elapsed());
+        if let Some(pause) = pace {
+            tokio::time::sleep(pause).await;
+        }
     }
     let figures = handle.tick_latency().await;
     for (what, samples) in [
