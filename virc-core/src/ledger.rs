@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ids::{BotId, Currency, IdError, IdMap, OrderId},
-    money::{Funds, Price, Size},
+    money::{Funds, Price, Size, cmp},
     order::{INSUFFICIENT_FUNDS, MarketAmount, NewOrder, OrderKind, Rejection, Side},
     product::Product,
 };
@@ -419,7 +419,7 @@ impl Ledger {
         }
         match bot {
             Some(b) => match self.reservations.get_mut(&(b, currency)) {
-                Some(reserved) if amount <= *reserved => *reserved -= amount,
+                Some(reserved) if cmp(amount, *reserved).is_le() => *reserved -= amount,
                 _ => return Err(LedgerError::InsufficientFunds),
             },
             None => {
@@ -438,7 +438,7 @@ impl Ledger {
                 } else {
                     amount + reserved()
                 };
-                if needed > balance.available() {
+                if cmp(needed, balance.available()).is_gt() {
                     return Err(LedgerError::InsufficientFunds);
                 }
             }
@@ -499,7 +499,11 @@ impl Ledger {
         };
         let used = match self.holds.get_mut(&order) {
             Some(h) => {
-                let used = out_amount.min(h.amount);
+                let used = if cmp(out_amount, h.amount).is_le() {
+                    out_amount
+                } else {
+                    h.amount
+                };
                 h.amount -= used;
                 used
             }

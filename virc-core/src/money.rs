@@ -118,6 +118,19 @@ pub fn parse_decimal(what: &'static str, text: &str) -> Result<Decimal, MoneyErr
     Decimal::from_str_exact(text).map_err(|_| bad("out of range or too many digits"))
 }
 
+/// Compares two decimals by value: as integers when they share a scale, as
+/// amounts of one product or currency nearly always do, inline; rust_decimal's
+/// general comparison (out of line, aligning scales) otherwise. Books,
+/// order indexes and ledgers compare amounts on every operation.
+#[inline]
+pub fn cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
+    if a.scale() == b.scale() {
+        a.mantissa().cmp(&b.mantissa())
+    } else {
+        a.cmp(&b)
+    }
+}
+
 macro_rules! money_type {
     ($name:ident, $what:literal, $doc:literal, strictly_positive = $pos:literal) => {
         #[doc = $doc]
@@ -125,19 +138,10 @@ macro_rules! money_type {
         pub struct $name(Decimal);
 
         impl Ord for $name {
-            /// By value. Two amounts of one product nearly always share a
-            /// scale (the exchange writes them to its increments), and then
-            /// compare as integers, inline; `Decimal`'s general comparison
-            /// (out of line, aligning scales) is the fallback. Books and
-            /// order indexes are keyed by these, so this is their hot path.
+            /// By value (see [`cmp`]).
             #[inline]
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                let (a, b) = (self.0, other.0);
-                if a.scale() == b.scale() {
-                    a.mantissa().cmp(&b.mantissa())
-                } else {
-                    a.cmp(&b)
-                }
+                cmp(self.0, other.0)
             }
         }
 
@@ -394,6 +398,16 @@ mod tests {
             None,
             "too many ticks for u64"
         );
+    }
+
+    proptest::proptest! {
+        /// The inline comparison is rust_decimal's, at equal and mixed scales.
+        #[test]
+        fn cmp_is_decimals(a in proptest::prelude::any::<i64>(), b in proptest::prelude::any::<i64>(), sa in 0u32..=28, sb in 0u32..=28, same in proptest::prelude::any::<bool>()) {
+            let x = Decimal::new(a, sa);
+            let y = Decimal::new(b, if same { sa } else { sb });
+            proptest::prop_assert_eq!(cmp(x, y), x.cmp(&y));
+        }
     }
 
     proptest::proptest! {
