@@ -424,7 +424,16 @@ fn main() {
         }
     }
 
-    if filter.as_deref().is_some_and(|f| f != "drift") {
+    if filter
+        .as_deref()
+        .is_some_and(|f| f != "drift" && f != "deep")
+    {
+        return;
+    }
+    if filter.as_deref() != Some("drift") {
+        deep_book();
+    }
+    if filter.as_deref() == Some("deep") {
         return;
     }
     // A market drifting upward for a long time: makers add near a moving mid
@@ -480,4 +489,47 @@ fn main() {
         peak_levels,
         peak_orders
     );
+}
+
+/// The worst case of the matcher's level layout (a sorted vector, best
+/// last): a book 20,000 levels deep on one side, where each add opens a new
+/// level at the far end, behind all the others.
+fn deep_book() {
+    let mut v = Virc::new();
+    let depth = 20_000u64;
+    for (id, i) in (1u64..).zip(0..depth) {
+        v.apply(Op::Add {
+            id,
+            buy: true,
+            ticks: MID - 2 * i - 2,
+            lots: 1,
+        });
+    }
+    let mut far = Vec::new();
+    let mut near = Vec::new();
+    for (id, i) in (depth + 1..).zip(0..10_000u64) {
+        // Far: a new level below every other bid. Near: a new level just
+        // below the best bid (the gaps between the seeded levels).
+        for (ticks, out) in [
+            (MID - 2 * depth - 2 - i, &mut far),
+            (MID - 3 - 2 * (i % 50), &mut near),
+        ] {
+            let t = Instant::now();
+            v.apply(Op::Add {
+                id: id * 2 + u64::from(out.len() % 2 == 0),
+                buy: true,
+                ticks,
+                lots: 1,
+            });
+            out.push(t.elapsed());
+        }
+    }
+    for (what, mut lat) in [("far end", far), ("near the touch", near)] {
+        lat.sort_unstable();
+        println!(
+            "deep book ({depth}+ bid levels), add at the {what}: p50 {:.0?}  p99 {:.0?}",
+            lat[lat.len() / 2],
+            lat[lat.len() * 99 / 100]
+        );
+    }
 }
