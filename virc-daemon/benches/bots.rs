@@ -292,10 +292,14 @@ async fn process_figures() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("VIRC_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.worker_threads(n);
+    }
+    let rt = builder.enable_all().build().unwrap();
     rt.block_on(async {
         tick_to_command().await;
         // `VIRC_BENCH_ONLY=tick`: the tick figures alone, for a profiler;
