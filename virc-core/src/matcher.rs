@@ -193,7 +193,6 @@ const SPARE_QUEUES: usize = 64;
 struct Taken {
     value: Decimal,
     size: Size,
-    fee: Decimal,
 }
 
 impl Default for Taken {
@@ -201,7 +200,6 @@ impl Default for Taken {
         Self {
             value: Decimal::ZERO,
             size: Size::ZERO,
-            fee: Decimal::ZERO,
         }
     }
 }
@@ -772,9 +770,8 @@ impl Matcher {
                 }
             }
             let size = want_size.min(maker.remaining);
-            let (value, fee) = self.trade(id, user, maker_id, &maker, level, size);
+            let value = self.trade(id, user, maker_id, &maker, level, size);
             taken.value += value;
-            taken.fee += fee;
             taken.size = taken.size.checked_add(size).unwrap_or(taken.size);
             want = match want {
                 Want::Size(s) => Want::Size(s.checked_sub(size).unwrap_or(Size::ZERO)),
@@ -789,13 +786,16 @@ impl Matcher {
         // it cost one hold and three balance updates per fill. Before the
         // hold is released or kept below.
         if !taken.size.is_zero() {
+            // Σ(valueᵢ × rate) is (Σ valueᵢ) × rate, exactly: one product
+            // instead of a sum per fill.
+            let fee = taken.value * self.rates.taker;
             self.ledgers.entry(user).or_default().settle(
                 id,
                 &self.product,
                 side,
                 taken.value,
                 taken.size,
-                taken.fee,
+                fee,
                 None,
             );
         }
@@ -967,8 +967,8 @@ impl Matcher {
     }
 
     /// Prints one trade, settles the maker's side and takes the maker off
-    /// the book when filled; returns the trade's value and the taker's fee
-    /// for the taker's settlement (see [`Taken`]).
+    /// the book when filled; returns the trade's value for the taker's
+    /// settlement (see [`Taken`]).
     fn trade(
         &mut self,
         taker_id: OrderId,
@@ -977,7 +977,7 @@ impl Matcher {
         maker: &Resting,
         price: Price,
         size: Size,
-    ) -> (Decimal, Decimal) {
+    ) -> Decimal {
         self.trade_id += 1;
         // As fill_fee computes it, (price × size) × rate, with the product once.
         let value = price.get() * size.get();
@@ -1011,7 +1011,7 @@ impl Matcher {
         } else if let Some(r) = self.resting.get_mut(&maker_id) {
             r.remaining = remaining;
         }
-        (value, taker_fee)
+        value
     }
 
     fn finish_taker(
