@@ -216,7 +216,9 @@ macro_rules! money_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0.to_string())
+                // Written straight into the output (serde_json formats
+                // through `Display`), not through a String per amount.
+                s.collect_str(&self.0)
             }
         }
 

@@ -67,7 +67,8 @@ const RESTING: u8 = b'R';
 const RESERVED: u8 = b'r';
 
 fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = vec![tag];
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(tag);
     for p in parts {
         k.extend_from_slice(p);
     }

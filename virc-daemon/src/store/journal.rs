@@ -191,8 +191,11 @@ impl Inner {
         if self.group.is_empty() {
             return Ok(());
         }
-        let group = std::mem::take(&mut self.group);
-        self.log.insert(self.next.to_be_bytes(), group)?;
+        // Copied into sled's buffer either way; the group keeps its
+        // capacity for the next one instead of growing it again.
+        self.log
+            .insert(self.next.to_be_bytes(), self.group.as_slice())?;
+        self.group.clear();
         self.next += 1;
         Ok(())
     }
