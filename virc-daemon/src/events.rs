@@ -126,10 +126,16 @@ pub fn kind_of(payload: &Payload) -> EventKind {
 /// Where a publisher waits for its sequence number (or the store error).
 type SeqReply = Option<oneshot::Sender<Result<u64, String>>>;
 
+/// A draft built by the bus when it publishes it (see [`EventsHandle::emit_with`]).
+type MakeDraft = Box<dyn FnOnce() -> Draft + Send>;
+
 enum Request {
     Publish {
         draft: Box<Draft>,
         reply: SeqReply,
+    },
+    PublishWith {
+        make: MakeDraft,
     },
     GoLive {
         next: u64,
@@ -215,6 +221,22 @@ impl EventsHandle {
             .send(Request::Publish {
                 draft: Box::new(draft),
                 reply: None,
+            })
+            .await
+            .is_err()
+        {
+            tracing::debug!("Event dropped: the bus has stopped");
+        }
+    }
+
+    /// As [`EventsHandle::emit`], with the draft built by the bus, in its
+    /// turn: for events of a bot's tick, whose text (decimals, ids) is then
+    /// formatted off the path from a market update to the bot's order.
+    pub async fn emit_with(&self, make: impl FnOnce() -> Draft + Send + 'static) {
+        if self
+            .tx
+            .send(Request::PublishWith {
+                make: Box::new(make),
             })
             .await
             .is_err()
@@ -474,6 +496,10 @@ impl EventBus {
                 Request::Publish { draft, reply } => {
                     let event = self.draft_event(*draft, pending.len());
                     pending.push((event, reply));
+                }
+                Request::PublishWith { make } => {
+                    let event = self.draft_event(make(), pending.len());
+                    pending.push((event, None));
                 }
                 Request::Retention {
                     max_events,
@@ -739,6 +765,28 @@ mod tests {
         for want in 1..=4000u64 {
             let got = rx.recv().await.unwrap().unwrap();
             assert_eq!(got.seq, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn drafts_built_by_the_bus_keep_their_place_in_the_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (h, _stop, _task) = start(&store, config(1000), Arc::new(ManualClock::new(0)));
+        let mut rx = h.subscribe(None, Filter::default(), false).await.unwrap();
+        for n in 1..=6u64 {
+            if n % 2 == 0 {
+                h.emit_with(move || warning(n)).await;
+            } else {
+                h.emit(warning(n)).await;
+            }
+        }
+        for want in 1..=6u64 {
+            let got = rx.recv().await.unwrap().unwrap();
+            let Some(pb::event::Payload::Warning(w)) = got.payload else {
+                panic!("{got:?}")
+            };
+            assert_eq!((got.seq, w.message), (want, want.to_string()));
         }
     }
 

@@ -727,18 +727,19 @@ impl Runtime {
             match u {
                 Update::Order { view, change } => {
                     let bot = view.bot.or_else(|| self.owner_of(view.client_oid()));
+                    let (cid, status) = (view.client_oid(), view.order.status);
+                    let venue = exchange.to_owned();
                     self.events
-                        .emit(Draft {
+                        .emit_with(move || Draft {
                             bot_id: bot.map(|b| b.to_string()).unwrap_or_default(),
                             product_id: view.order.product_id.clone(),
                             payload: Payload::Order(pb::OrderUpdate {
-                                order: Some(convert::order(&view, exchange)),
+                                order: Some(convert::order(&view, &venue)),
                                 change: change.into(),
                             }),
                         })
                         .await;
-                    if let (Some(bot), Some(cid), OrderStatus::Done(reason)) =
-                        (bot, view.client_oid(), view.order.status)
+                    if let (Some(bot), Some(cid), OrderStatus::Done(reason)) = (bot, cid, status)
                         && change == "done"
                     {
                         queue.push_back((
@@ -752,13 +753,6 @@ impl Runtime {
                 }
                 Update::Fill(mut f) => {
                     f.bot = f.bot.or_else(|| self.owner_of(f.client_oid));
-                    self.events
-                        .emit(Draft {
-                            bot_id: f.bot.map(|b| b.to_string()).unwrap_or_default(),
-                            product_id: f.product_id.clone(),
-                            payload: Payload::Fill(convert::fill(&f, exchange)),
-                        })
-                        .await;
                     if let (Some(bot), Some(cid)) = (f.bot, f.client_oid) {
                         queue.push_back((
                             bot,
@@ -770,6 +764,14 @@ impl Runtime {
                             },
                         ));
                     }
+                    let venue = exchange.to_owned();
+                    self.events
+                        .emit_with(move || Draft {
+                            bot_id: f.bot.map(|b| b.to_string()).unwrap_or_default(),
+                            product_id: f.product_id.clone(),
+                            payload: Payload::Fill(convert::fill(&f, &venue)),
+                        })
+                        .await;
                 }
             }
         }
