@@ -243,6 +243,30 @@ mod sorted {
     }
 }
 
+/// What no bot has reserved in `currency`: `available − Σ reservations`,
+/// without summing (or subtracting a zero) when no bot reserves anything,
+/// a manual trader's usual case; it runs on every manual hold.
+fn free(
+    balances: &BTreeMap<Currency, Balance>,
+    reservations: &BTreeMap<(BotId, Currency), Decimal>,
+    currency: Currency,
+) -> Decimal {
+    let available = balances
+        .get(&currency)
+        .copied()
+        .unwrap_or_default()
+        .available();
+    if reservations.is_empty() {
+        return available;
+    }
+    let reserved: Decimal = reservations
+        .iter()
+        .filter(|((_, c), _)| *c == currency)
+        .map(|(_, a)| *a)
+        .sum();
+    available - reserved
+}
+
 /// One account's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
@@ -330,14 +354,7 @@ impl Ledger {
     }
 
     fn free_in(&self, currency: Currency) -> Decimal {
-        let reserved: Decimal = self
-            .reservations
-            .iter()
-            .filter(|((_, c), _)| *c == currency)
-            .map(|(_, a)| *a)
-            .sum();
-        let balance = self.balances.get(&currency).copied().unwrap_or_default();
-        balance.available() - reserved
+        free(&self.balances, &self.reservations, currency)
     }
 
     /// Sets aside `amount` of `currency` for `bot`.
@@ -423,22 +440,9 @@ impl Ledger {
                 _ => return Err(LedgerError::InsufficientFunds),
             },
             None => {
-                let balance = self.balances.get(&currency).copied().unwrap_or_default();
-                // `amount > free`, without a subtraction of zero when no bot
-                // has reserved this currency (a manual trader's usual case).
-                let reserved = || {
-                    self.reservations
-                        .iter()
-                        .filter(|((_, c), _)| *c == currency)
-                        .map(|(_, a)| *a)
-                        .sum::<Decimal>()
-                };
-                let needed = if self.reservations.is_empty() {
-                    amount
-                } else {
-                    amount + reserved()
-                };
-                if cmp(needed, balance.available()).is_gt() {
+                // The holds' entry is borrowed, so the free amount comes
+                // from the other maps directly.
+                if cmp(amount, free(&self.balances, &self.reservations, currency)).is_gt() {
                     return Err(LedgerError::InsufficientFunds);
                 }
             }
