@@ -237,14 +237,16 @@ impl CoinbaseExchange {
         for a in &accounts {
             let d = |f: &str| a[f].as_str().and_then(|s| s.parse::<Decimal>().ok());
             // A currency virc cannot name is one no product of the
-            // catalogue trades; it is left out rather than failing the rest.
-            if let (Some(c), Some(balance), Some(hold)) = (
-                a["currency"]
-                    .as_str()
-                    .and_then(|c| virc_core::ids::Currency::new(c).ok()),
-                d("balance"),
-                d("hold"),
-            ) {
+            // catalogue trades; it is left out (and said) rather than
+            // failing the rest.
+            let code = a["currency"].as_str().and_then(|c| {
+                virc_core::ids::Currency::new(c)
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "Coinbase account left out of the wallet"),
+                    )
+                    .ok()
+            });
+            if let (Some(c), Some(balance), Some(hold)) = (code, d("balance"), d("hold")) {
                 balances.push((c, virc_core::ledger::Balance { balance, hold }));
             }
         }
