@@ -159,11 +159,13 @@ impl FromStr for Currency {
     }
 }
 
-/// Hashes order ids cheaply: ours are issued from a counter and Coinbase's
-/// are its own UUIDs, so they need no protection against crafted
-/// collisions, and SipHash was a measurable part of every matcher operation.
+/// Hashes ids and keys we issue ourselves cheaply: our order ids come from
+/// a counter, Coinbase's are its own UUIDs and store keys are built from
+/// those, so they need no protection against crafted collisions, and
+/// SipHash was a measurable part of every matcher operation and every
+/// journaled write.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -221,13 +223,21 @@ macro_rules! uuid_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    s.serialize_bytes(self.0.as_bytes())
+                }
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+                if d.is_human_readable() {
+                    Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+                } else {
+                    crate::compact::bytes16(d, $what).map(|b| Self(Uuid::from_bytes(b)))
+                }
             }
         }
     };

@@ -135,8 +135,10 @@ pub fn fill_fee(price: Price, size: Size, rate: Decimal) -> Decimal {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
     /// Total.
+    #[serde(with = "crate::compact::decimal")]
     pub balance: Decimal,
     /// Held by open orders.
+    #[serde(with = "crate::compact::decimal")]
     pub hold: Decimal,
 }
 
@@ -153,6 +155,7 @@ pub struct Hold {
     /// Currency held.
     pub currency: Currency,
     /// Amount still held.
+    #[serde(with = "crate::compact::decimal")]
     pub amount: Decimal,
     /// The bot whose reservation it came from.
     pub bot: Option<BotId>,

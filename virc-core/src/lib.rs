@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`money`]: `Price`, `Size`, `Funds`; strict decimal parsing.
+//! - [`compact`]: binary serde forms of decimals and ids for stored records.
 //! - [`ids`]: `OrderId`, `ClientOid`, `BotId`, `TradeId`, `Sequence`, `ProductId`.
 //! - [`product`]: products and their catalogue (`GET /products`).
 //! - [`order`]: order requests, validation with Coinbase's texts, the lifecycle.
@@ -18,6 +19,7 @@
 
 pub mod book;
 pub mod bot;
+pub mod compact;
 pub mod ids;
 pub mod ledger;
 pub mod market;

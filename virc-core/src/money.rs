@@ -216,16 +216,27 @@ macro_rules! money_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                // Written straight into the output (serde_json formats
-                // through `Display`), not through a String per amount.
-                s.collect_str(&self.0)
+                if s.is_human_readable() {
+                    // Written straight into the output (serde_json formats
+                    // through `Display`), not through a String per amount.
+                    s.collect_str(&self.0)
+                } else {
+                    crate::compact::put_decimal(&self.0, s)
+                }
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                Self::parse(&text).map_err(serde::de::Error::custom)
+                if d.is_human_readable() {
+                    let text = String::deserialize(d)?;
+                    Self::parse(&text).map_err(serde::de::Error::custom)
+                } else {
+                    // The same sign rules as text: a damaged record cannot
+                    // make a negative size.
+                    let v = crate::compact::get_decimal(d, $what)?;
+                    Self::new(v).map_err(serde::de::Error::custom)
+                }
             }
         }
     };

@@ -118,6 +118,7 @@ struct Resting {
     side: Side,
     price: Price,
     remaining: Size,
+    #[serde(with = "crate::compact::decimal")]
     queue_ahead: Decimal,
     expire_at: Option<i64>,
 }

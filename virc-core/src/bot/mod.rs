@@ -292,23 +292,30 @@ pub enum BotInput {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BotAccount {
     /// Fees paid over all fills.
+    #[serde(with = "crate::compact::decimal")]
     pub fees_paid: Decimal,
     /// Realized profit over completed cycles, net of fees.
+    #[serde(with = "crate::compact::decimal")]
     pub realized: Decimal,
     /// Completed cycles.
     pub cycles: u64,
     /// Quote value of the current cycle's buy fills.
+    #[serde(with = "crate::compact::decimal")]
     pub cycle_bought: Decimal,
     /// Base size bought in the current cycle.
+    #[serde(with = "crate::compact::decimal")]
     pub cycle_size: Decimal,
     /// Quote value of the current cycle's sell fills.
+    #[serde(with = "crate::compact::decimal")]
     pub cycle_sold: Decimal,
     /// Base size sold in the current cycle.
+    #[serde(with = "crate::compact::decimal")]
     pub cycle_sold_size: Decimal,
     /// Fees of the current cycle so far.
+    #[serde(with = "crate::compact::decimal")]
     pub cycle_fees: Decimal,
     /// Profit of the last completed cycle.
-    #[serde(default)]
+    #[serde(default, with = "crate::compact::decimal")]
     pub last_cycle: Decimal,
 }
 
@@ -369,10 +376,13 @@ pub struct Working {
     /// The exchange id, once accepted.
     pub order_id: Option<OrderId>,
     /// Base filled so far.
+    #[serde(with = "crate::compact::decimal")]
     pub filled: Decimal,
     /// Quote value filled so far.
+    #[serde(with = "crate::compact::decimal")]
     pub value: Decimal,
     /// Fees so far.
+    #[serde(with = "crate::compact::decimal")]
     pub fees: Decimal,
     /// We asked for its cancel (stop), so its cancel is expected.
     pub cancel_requested: bool,

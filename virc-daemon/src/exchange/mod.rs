@@ -61,6 +61,7 @@ pub struct FillView {
     /// Size.
     pub size: Size,
     /// Fee in quote.
+    #[serde(with = "virc_core::compact::decimal")]
     pub fee: rust_decimal::Decimal,
     /// Maker or taker.
     pub liquidity: Liquidity,

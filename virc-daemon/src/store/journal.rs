@@ -29,10 +29,11 @@
 
 use std::{
     collections::HashMap,
+    hash::BuildHasherDefault,
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use sled::IVec;
+use virc_core::ids::IdHasher;
 
 use super::StoreError;
 
@@ -43,10 +44,13 @@ const SETTLE_AFTER: u64 = 512;
 const PUT: u8 = 1;
 const REMOVE: u8 = 0;
 
+/// Unsettled writes of one tree, by key (keys are ours: a cheap hash).
+type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>, BuildHasherDefault<IdHasher>>;
+
 /// A write to a key that is not settled yet.
 pub(super) enum Pending {
     /// The key holds these bytes.
-    Put(IVec),
+    Put(Vec<u8>),
     /// The key was removed.
     Removed,
 }
@@ -67,8 +71,9 @@ struct Inner {
     log: sled::Tree,
     trees: Vec<sled::Tree>,
     /// Per tree, the newest value of each key written since the last
-    /// settle; `None` is a removal.
-    overlay: Vec<HashMap<Vec<u8>, Option<IVec>>>,
+    /// settle; `None` is a removal. Plain vectors: turning them into
+    /// sled's `IVec` copies them, which settling does off the tick path.
+    overlay: Vec<Overlay>,
     /// The group being built, encoded as it grows.
     group: Vec<u8>,
     /// Journal keys `first..next` are committed and not settled.
@@ -119,7 +124,7 @@ impl Journal {
             inner: Arc::new(Mutex::new(Inner {
                 log,
                 trees,
-                overlay: vec![HashMap::new(); n],
+                overlay: vec![Overlay::default(); n],
                 group: Vec::new(),
                 first: next,
                 next,
@@ -146,7 +151,7 @@ impl Journal {
             push_bytes(g, v);
         }
         if let Some(o) = j.overlay.get_mut(usize::from(tree)) {
-            o.insert(key.to_vec(), value.map(IVec::from));
+            o.insert(key.to_vec(), value);
         }
     }
 
@@ -223,7 +228,7 @@ impl Inner {
 }
 
 fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Records are JSON documents of a few KB; u32 lengths are ample.
+    // Records are a few KB at most; u32 lengths are ample.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
@@ -321,7 +326,11 @@ mod tests {
         assert!(raw.get(b"k1").unwrap().is_none(), "not settled yet");
         j.settle().unwrap();
         assert_eq!(j.unsettled(), 0);
-        assert_eq!(raw.get(b"k1").unwrap().as_deref(), Some(b"3".as_slice()));
+        // The record as `put` encoded it: the binary marker, then 3.
+        assert_eq!(
+            raw.get(b"k1").unwrap().as_deref(),
+            Some([super::super::BINARY, 3].as_slice())
+        );
         assert!(store.tree("t.b").unwrap().get(b"k2").unwrap().is_none());
         assert!(store.tree("t.journal").unwrap().is_empty());
     }

@@ -2,7 +2,11 @@
 //! methods so that key layouts and durability rules live in this file only.
 //!
 //! # Layout
-//! - `meta`: `schema_version` (u32, big-endian).
+//! - `meta`: `schema_version` (u32, big-endian). Version 2 writes records
+//!   as MessagePack ([`Records`]); a version-1 store (JSON records) opens,
+//!   reads as it is and is marked 2, so that an older daemon refuses it
+//!   instead of misreading it.
+//! - every other tree of bots, orders, fills and wallets: [`Records`].
 //! - `events`: key = sequence number (u64, big-endian, so iteration is in
 //!   order), value = the protobuf-encoded `virc.v1.Event`. Protobuf is the
 //!   value format because the event is the API's own versioned type: a newer
@@ -33,8 +37,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version this build writes and reads: 2 writes records in
+/// MessagePack (see [`Records`]) and reads schema 1's JSON ones.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The first byte of a binary record: a byte that starts no JSON text and
+/// no MessagePack value (0xc1 is "never used" in its format).
+pub const BINARY: u8 = 0xc1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// Why the store could not be opened or used.
@@ -167,7 +176,7 @@ impl Store {
         Ok(())
     }
 
-    /// A tree of JSON records, for the runtime and the simulated exchange.
+    /// A tree of records, for the runtime and the simulated exchange.
     pub fn records(&self, name: &'static str) -> Result<Records, StoreError> {
         Ok(Records {
             tree: self.db.open_tree(name)?,
@@ -176,7 +185,7 @@ impl Store {
         })
     }
 
-    /// Trees of JSON records whose writes are grouped by a [`Journal`]
+    /// Trees of records whose writes are grouped by a [`Journal`]
     /// kept in the tree `log`: one record per group on the latency path,
     /// the trees themselves written when [`Journal::settle`] is called.
     /// Groups an earlier process committed are replayed first.
@@ -212,9 +221,16 @@ impl Store {
     }
 }
 
-/// A tree of JSON-encoded records under byte keys. JSON rather than a
-/// binary format so that a stored bot or order can be read with any sled
-/// tool when something needs explaining.
+/// A tree of serde records under byte keys.
+///
+/// A record is written as [`BINARY`] followed by MessagePack with field
+/// names (self-describing, so a field added with `#[serde(default)]`
+/// reads old records as JSON did), amounts and ids as bytes (see
+/// [`virc_core::compact`]). Records written as JSON by schema 1 read
+/// unchanged: a JSON text never starts with that byte. MessagePack
+/// replaced JSON because formatting decimals and uuids as text and
+/// escaping field names was a third of the simulated exchange's work per
+/// fill, on every bot's tick-to-order path.
 #[derive(Clone)]
 pub struct Records {
     tree: sled::Tree,
@@ -238,10 +254,16 @@ impl Records {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        let corrupt = |detail: String| StoreError::Corrupt {
             tree: self.name,
-            detail: e.to_string(),
-        })
+            detail,
+        };
+        match bytes.split_first() {
+            Some((&BINARY, rest)) => {
+                rmp_serde::from_slice(rest).map_err(|e| corrupt(e.to_string()))
+            }
+            _ => serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string())),
+        }
     }
 
     /// Writes `value` under `key` (durable at the next flush; for a
@@ -266,12 +288,13 @@ impl Records {
     }
 
     /// A record's bytes.
-    pub fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
-        // Room for a typical record up front: `to_vec` starts at 128 bytes
-        // and doubling its way to an order's ~1 KB was a fifth of the
-        // simulated exchange's work per fill.
-        let mut bytes = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Corrupt {
+    fn encode<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
+        // Room for a typical record up front, so that encoding an order
+        // does not grow its buffer several times.
+        let mut bytes = Vec::with_capacity(512);
+        bytes.push(BINARY);
+        let mut ser = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
+        serde::Serialize::serialize(value, &mut ser).map_err(|e| StoreError::Corrupt {
             tree: self.name,
             detail: e.to_string(),
         })?;
@@ -286,12 +309,11 @@ impl Records {
 
     /// Reads the record under `key`.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        let bytes = match self.journal.as_ref().and_then(|(j, i)| j.read(*i, key)) {
-            Some(journal::Pending::Put(v)) => Some(v),
-            Some(journal::Pending::Removed) => None,
-            None => self.tree.get(key)?,
-        };
-        bytes.map(|v| self.decode(&v)).transpose()
+        match self.journal.as_ref().and_then(|(j, i)| j.read(*i, key)) {
+            Some(journal::Pending::Put(v)) => self.decode(&v).map(Some),
+            Some(journal::Pending::Removed) => Ok(None),
+            None => self.tree.get(key)?.map(|v| self.decode(&v)).transpose(),
+        }
     }
 
     /// Removes the record under `key`.
@@ -537,6 +559,14 @@ fn check_schema(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
                     supported: SCHEMA_VERSION,
                 });
             }
+            if found < SCHEMA_VERSION {
+                // Older records read as they are; what this build writes
+                // from now on an older build could not read, so say so
+                // before writing any of it.
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                meta.flush()?;
+                tracing::info!(dir = %dir.display(), from = found, to = SCHEMA_VERSION, "Store schema upgraded");
+            }
         }
     }
     Ok(())
@@ -582,9 +612,88 @@ mod tests {
         force_schema_version(dir.path(), SCHEMA_VERSION + 1).unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("newer virc") && err.contains("schema version 2"),
+            err.contains("newer virc")
+                && err.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
             "{err}"
         );
+    }
+
+    /// A record as schema 1 stored it, and one as this build does.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Rec {
+        id: virc_core::ids::OrderId,
+        size: virc_core::money::Size,
+        #[serde(with = "virc_core::compact::decimal")]
+        fee: rust_decimal::Decimal,
+        note: String,
+        #[serde(default)]
+        added_later: u32,
+    }
+
+    fn rec() -> Rec {
+        Rec {
+            id: virc_core::ids::OrderId(uuid::Uuid::from_u128(7)),
+            size: "0.01000000".parse().unwrap(),
+            fee: rust_decimal::Decimal::new(-12_345, 8),
+            note: "x".into(),
+            added_later: 3,
+        }
+    }
+
+    #[test]
+    fn schema_1_json_records_still_read_and_the_store_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        force_schema_version(dir.path(), 1).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let records = store.records("t").unwrap();
+        // Written exactly as schema 1 did, without the later field.
+        let old = r#"{"id":"00000000-0000-0000-0000-000000000007","size":"0.01000000","fee":"-0.00012345","note":"x"}"#;
+        store.tree("t").unwrap().insert(b"old", old).unwrap();
+        records.put(b"new", &rec()).unwrap();
+        let want = Rec {
+            added_later: 0,
+            ..rec()
+        };
+        assert_eq!(records.get::<Rec>(b"old").unwrap(), Some(want));
+        assert_eq!(records.get::<Rec>(b"new").unwrap(), Some(rec()));
+        let all: Vec<_> = records.all::<Rec>().unwrap();
+        assert_eq!(all.len(), 2);
+        // The amounts keep their scale through the bytes.
+        assert_eq!(all[0].1.size.to_string(), "0.01000000");
+        drop((records, store));
+        let db = open_sled(dir.path()).unwrap();
+        let v = db
+            .open_tree("meta")
+            .unwrap()
+            .get(SCHEMA_KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.as_ref(), SCHEMA_VERSION.to_be_bytes());
+    }
+
+    #[test]
+    fn a_damaged_binary_record_is_refused_with_its_tree_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let records = store.records("sim.x.orders").unwrap();
+        records.put(b"k", &rec()).unwrap();
+        let good = store
+            .tree("sim.x.orders")
+            .unwrap()
+            .get(b"k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(good[0], BINARY);
+        for cut in [1, good.len() / 2, good.len() - 1] {
+            store
+                .tree("sim.x.orders")
+                .unwrap()
+                .insert(b"k", &good[..cut])
+                .unwrap();
+            let e = records.get::<Rec>(b"k").unwrap_err().to_string();
+            assert!(e.contains("sim.x.orders"), "{e}");
+        }
     }
 
     #[test]
