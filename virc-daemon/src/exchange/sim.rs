@@ -11,10 +11,11 @@
 //! - `sim.<name>.orders`: every order, keyed by arrival, newest last;
 //!   `sim.<name>.index` maps order ids and client ids to that key.
 //! - `sim.<name>.fills`: every fill, keyed by trade id.
-//! - `sim.<name>.journal`: the changes of each operation as one record,
+//! - the store's journal: the changes of each operation as one group,
 //!   until they are settled into the trees above (see [`Journal`]): a fill
-//!   or a placement costs one sled insert on the bot's tick-to-order path
-//!   instead of a dozen; the runtime settles when it is idle.
+//!   or a placement costs one append to the journal file on the bot's
+//!   tick-to-order path instead of a dozen tree writes; the runtime
+//!   settles when it is idle.
 //!
 //! Market data that does not touch our orders (most trades, every book
 //! update) is not written: after a restart the queue position of a resting
@@ -143,10 +144,13 @@ impl SimExchange {
         let tree = |what: &str| -> &'static str {
             Box::leak(format!("sim.{name}.{what}").into_boxed_str())
         };
-        let (journal, [book, orders, index, fills]) = store.journaled(
-            tree("journal"),
-            [tree("book"), tree("orders"), tree("index"), tree("fills")],
-        )?;
+        let journal = store.journal().clone();
+        let [book, orders, index, fills] = [
+            store.journaled(tree("book"))?,
+            store.journaled(tree("orders"))?,
+            store.journaled(tree("index"))?,
+            store.journaled(tree("fills"))?,
+        ];
         let saved: Option<Header> = book.get(HEADER)?;
         let fresh = saved.is_none();
         let header = saved.unwrap_or_default();

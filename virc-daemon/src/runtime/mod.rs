@@ -388,7 +388,9 @@ impl Runtime {
         events: EventsHandle,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, RuntimeHandle), StartError> {
-        let records = store.records("bots")?;
+        // Through the journal: a bot's record is on its tick-to-order path,
+        // and shares the journal's order with its exchange's records.
+        let records = store.journaled("bots")?;
         let history = store.records("bot_history")?;
         let mut bots = BTreeMap::new();
         let mut names = BTreeMap::new();
@@ -609,6 +611,7 @@ impl Runtime {
         self.forget_view(id);
         if let Some(rec) = self.bots.get(&id) {
             self.records.put(id.0.as_bytes(), rec)?;
+            self.store.journal().commit()?;
         }
         Ok(())
     }
@@ -1450,6 +1453,7 @@ impl Runtime {
             Action::Delete => {
                 let view = self.bot_view(id, View::One);
                 self.records.remove(id.0.as_bytes())?;
+                self.store.journal().commit()?;
                 self.forget_view(id);
                 self.history.remove_prefix(id.0.as_bytes())?;
                 self.store.flush().await?;

@@ -7,6 +7,7 @@
 //!   reads as it is and is marked 2, so that an older daemon refuses it
 //!   instead of misreading it.
 //! - every other tree of bots, orders, fills and wallets: [`Records`].
+//! - `journal/` (beside `db/`): the write-ahead journal's segment files.
 //! - `events`: key = sequence number (u64, big-endian, so iteration is in
 //!   order), value = the protobuf-encoded `virc.v1.Event`. Protobuf is the
 //!   value format because the event is the API's own versioned type: a newer
@@ -38,8 +39,10 @@ use std::{
 };
 
 /// Schema version this build writes and reads: 2 writes records in
-/// MessagePack (see [`Records`]) and reads schema 1's JSON ones.
-pub const SCHEMA_VERSION: u32 = 2;
+/// MessagePack (see [`Records`]) and reads schema 1's JSON ones; 3 keeps
+/// the journal in files (see [`Journal`]) and replays the journal trees
+/// of 1 and 2 once.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The first byte of a binary record: a byte that starts no JSON text and
 /// no MessagePack value (0xc1 is "never used" in its format).
@@ -101,6 +104,7 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Store {
     db: sled::Db,
     events: sled::Tree,
+    journal: Journal,
     dir: PathBuf,
     _lock: std::sync::Arc<File>,
 }
@@ -147,10 +151,13 @@ impl Store {
             }
         };
         check_schema(&db, dir)?;
+        journal::migrate_tree_journals(&db)?;
+        let journal = Journal::open(db.clone(), &dir.join("journal"))?;
         let events = db.open_tree("events")?;
         Ok(Self {
             db,
             events,
+            journal,
             dir: dir.to_owned(),
             _lock: std::sync::Arc::new(lock),
         })
@@ -165,15 +172,32 @@ impl Store {
     /// stand for a crash after a flush).
     #[cfg(test)]
     pub(crate) fn flush_now(&self) {
+        if let Err(e) = self.journal.sync() {
+            panic!("journal sync failed: {e}");
+        }
         if let Err(e) = self.db.flush() {
             panic!("flush failed: {e}");
         }
     }
 
-    /// Flushes everything written so far to disk.
+    /// Flushes everything written so far to disk: the journal's committed
+    /// groups, then sled.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.journal.sync()?;
         self.db.flush_async().await?;
         Ok(())
+    }
+
+    /// The store's write-ahead journal, whose commits make the writes to
+    /// [`journaled`](Self::journaled) trees durable.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The sled database, for tests that look under the records.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// A tree of records, for the runtime and the simulated exchange.
@@ -185,27 +209,18 @@ impl Store {
         })
     }
 
-    /// Trees of records whose writes are grouped by a [`Journal`]
-    /// kept in the tree `log`: one record per group on the latency path,
-    /// the trees themselves written when [`Journal::settle`] is called.
-    /// Groups an earlier process committed are replayed first.
-    pub fn journaled<const N: usize>(
-        &self,
-        log: &'static str,
-        names: [&'static str; N],
-    ) -> Result<(Journal, [Records; N]), StoreError> {
-        let trees = names
-            .iter()
-            .map(|n| self.db.open_tree(n))
-            .collect::<Result<Vec<_>, _>>()?;
-        let journal = Journal::open(self.db.open_tree(log)?, log, trees.clone())?;
-        let records = std::array::from_fn(|i| Records {
-            tree: trees[i].clone(),
-            name: names[i],
-            // A handful of trees per journal: the number fits a byte.
-            journal: Some((journal.clone(), u8::try_from(i).unwrap_or(u8::MAX))),
-        });
-        Ok((journal, records))
+    /// A tree of records written through the store's [`Journal`]: a
+    /// write is durable when the journal next commits (one append to a
+    /// file for all the writes of the group), and reaches the tree itself
+    /// when the journal settles.
+    pub fn journaled(&self, name: &'static str) -> Result<Records, StoreError> {
+        let tree = self.db.open_tree(name)?;
+        let member = self.journal.member(name, tree.clone());
+        Ok(Records {
+            tree,
+            name,
+            journal: Some((self.journal.clone(), member)),
+        })
     }
 
     /// A raw tree, for data with its own encoding (the trade recorder).
@@ -235,8 +250,8 @@ impl Store {
 pub struct Records {
     tree: sled::Tree,
     name: &'static str,
-    /// Set for trees written through a journal, with this tree's number in it.
-    journal: Option<(Journal, u8)>,
+    /// Set for trees written through the journal, with this tree's number in it.
+    journal: Option<(Journal, u16)>,
 }
 
 impl std::fmt::Debug for Records {
@@ -267,7 +282,7 @@ impl Records {
     }
 
     /// Writes `value` under `key` (durable at the next flush; for a
-    /// journaled tree, at the next flush after its group's commit).
+    /// journaled tree, when the journal next commits).
     pub fn put<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
         let bytes = self.encode(value)?;
         match &self.journal {
@@ -380,11 +395,12 @@ impl Records {
             .collect()
     }
 
-    /// Removes every record whose key starts with `prefix`.
+    /// Removes every record whose key starts with `prefix` (through the
+    /// journal for a journaled tree, so that a replay cannot bring one back).
     pub fn remove_prefix(&self, prefix: &[u8]) -> Result<(), StoreError> {
         let tree = self.settled()?;
         for k in tree.scan_prefix(prefix).keys() {
-            tree.remove(k?)?;
+            self.remove(&k?)?;
         }
         Ok(())
     }

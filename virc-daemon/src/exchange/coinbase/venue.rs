@@ -23,8 +23,9 @@
 //! # Its record (sled)
 //! `coinbase.<name>`: the wallet's holds, reservations and fees (`w`), and
 //! every order of ours not yet reported done with the trade ids reported
-//! (`k` + id), written together through `coinbase.<name>.journal`. `coinbase.<name>.owners`: client id → bot, written before
-//! the order is sent, so an order found after a crash has its owner.
+//! (`k` + id), written together as one group of the store's journal.
+//! `coinbase.<name>.owners`: client id → bot, written before the order is
+//! sent, so an order found after a crash has its owner.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -128,7 +129,8 @@ impl CoinbaseExchange {
         let tree = |what: &str| -> &'static str {
             Box::leak(format!("coinbase.{name}{what}").into_boxed_str())
         };
-        let (journal, [record]) = store.journaled(tree(".journal"), [tree("")])?;
+        let journal = store.journal().clone();
+        let record = store.journaled(tree(""))?;
         let owners = store.records(tree(".owners"))?;
         let wallet = record.get::<Ledger>(WALLET)?.unwrap_or_default();
         let known = record
