@@ -336,8 +336,8 @@ impl SimExchange {
         self.journal.commit()
     }
 
-    /// Copies the journaled changes into the exchange's trees; the runtime
-    /// calls it when idle (see [`Journal`]).
+    /// Copies every journaled change into the trees now; the journal's
+    /// own thread does it as writes gather (see [`Journal`]).
     pub fn settle(&self) -> Result<(), ExchangeError> {
         Ok(self.journal.settle()?)
     }

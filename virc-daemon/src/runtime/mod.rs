@@ -435,32 +435,17 @@ impl Runtime {
                 biased;
                 () = stop.cancelled() => break,
                 req = self.rx.recv() => match req {
-                    Some(req) => {
-                        self.handle(req).await;
-                        if self.rx.is_empty() {
-                            self.settle();
-                        }
-                    }
+                    // The journal's own thread copies writes into the trees.
+                    Some(req) => self.handle(req).await,
                     None => break,
                 },
             }
         }
-        self.settle();
+        if let Err(e) = self.store.journal().settle() {
+            tracing::error!(error = %e, "Cannot settle the journal at shutdown; it is replayed at the next start");
+        }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "Cannot flush the bot store at shutdown");
-        }
-    }
-
-    /// Copies the simulated exchanges' journaled changes into their trees:
-    /// done when no request waits, so it stays off the tick-to-order path.
-    fn settle(&self) {
-        for venue in self.venues.values() {
-            let Some(x) = venue.exchange.sim() else {
-                continue;
-            };
-            if let Err(e) = x.settle() {
-                tracing::error!(exchange = x.name(), error = %e, "Cannot settle the simulated exchange's journal; it is retried when next idle");
-            }
         }
     }
 

@@ -25,11 +25,15 @@
 //!   without the exchange record written before it, nor the other way.
 //!   [`Journal::sync`] (from [`Store::flush`](super::Store::flush)) makes
 //!   everything committed durable against power loss too.
-//! - Settling ([`Journal::settle`]) copies the newest value of every key
-//!   into its tree. The file is not needed for those writes once sled has
-//!   flushed them, so a checkpoint (when a segment passes
-//!   [`SEGMENT_BYTES`]) settles, starts a new segment file, and a
-//!   background thread flushes sled and then deletes the old segments. A
+//! - Settling copies the newest value of every key into its tree, on the
+//!   journal's own thread ("virc-settler"), every [`SETTLE_GROUPS`] groups:
+//!   the committing thread only hands the overlay over (a swap), so the
+//!   sled inserts stay off the tick path, and a key rewritten at every
+//!   tick reaches its tree once per batch. Handing over happens right
+//!   after a commit, so a group is never half in a tree. The file is not
+//!   needed for those writes once sled has flushed them: when a segment
+//!   passes [`SEGMENT_BYTES`] the hand-over also starts a new segment, and
+//!   the settler flushes sled and deletes the old ones after copying. A
 //!   crash anywhere in between replays the old segments again: replaying
 //!   writes in order is idempotent.
 //! - At open, the segments are replayed into the trees in order, sled is
@@ -37,7 +41,8 @@
 //!
 //! # Reads
 //! Reads through [`Records::get`](super::Records::get) see the newest value
-//! (the overlay of written-but-unsettled keys first); scans settle first.
+//! (the overlay of unsettled keys first, then what the settler is copying,
+//! then the tree); scans settle first ([`Journal::settle`]).
 //!
 //! # One writer
 //! A group is everything written between two commits, so every journaled
@@ -50,19 +55,21 @@ use std::{
     hash::BuildHasherDefault,
     io::{Read, Write},
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
 };
 
 use virc_core::ids::IdHasher;
 
 use super::StoreError;
 
-/// Settle on our own after this many unsettled groups, so memory stays
-/// bounded when the daemon is never idle.
-const SETTLE_AFTER: u64 = 512;
+/// Hand the writes to the settler every this many groups: a key rewritten
+/// at every tick (a balance, a bot's record) then reaches its tree once
+/// per batch instead of once per group.
+const SETTLE_GROUPS: u64 = 64;
+
+/// Wait for a busy settler past this many unsettled groups, so that memory
+/// stays bounded if it falls behind.
+const SETTLE_AFTER: u64 = 4096;
 
 /// A segment past this size is checkpointed (see the module docs): big
 /// enough that sled's flush runs every few thousand groups, small enough
@@ -90,9 +97,9 @@ pub(super) enum Pending {
 /// The store's write-ahead journal (see the module docs).
 #[derive(Clone)]
 pub struct Journal {
-    inner: Arc<Mutex<Inner>>,
-    /// A checkpoint's flush is running in the background.
-    checkpointing: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    /// Wakes the settler thread; it stops when the last clone is dropped.
+    settler: mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -101,11 +108,21 @@ impl std::fmt::Debug for Journal {
     }
 }
 
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Signalled when the settler has finished a job.
+    settled: Condvar,
+}
+
 /// A tree written through the journal.
 struct Member {
     name: &'static str,
     tree: sled::Tree,
+    /// Committed (or being built) writes not handed to the settler.
     overlay: Overlay,
+    /// Writes the settler is copying into the tree right now: reads look
+    /// here after `overlay`, before the tree.
+    settling: Option<Arc<Overlay>>,
 }
 
 struct Inner {
@@ -118,8 +135,16 @@ struct Inner {
     len: u64,
     /// The group being built: a frame header, then its writes.
     group: Vec<u8>,
-    /// Groups committed and not settled.
+    /// Groups committed and not handed to the settler.
     unsettled: u64,
+    /// The settler has a job.
+    busy: bool,
+}
+
+/// What the settler copies, and the last segment it may then delete.
+struct Job {
+    copies: Vec<(sled::Tree, Arc<Overlay>)>,
+    retire: Option<u64>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -146,7 +171,8 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, std::io::Error> {
 
 impl Journal {
     /// Opens the journal in `dir`, first replaying into `db` whatever an
-    /// earlier process committed (see the module docs).
+    /// earlier process committed (see the module docs), and starts its
+    /// settler thread.
     pub(super) fn open(db: sled::Db, dir: &Path) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io {
             dir: dir.to_owned(),
@@ -185,8 +211,8 @@ impl Journal {
             }
         }
         let file = open_segment(dir, next).map_err(io)?;
-        Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
                 db,
                 dir: dir.to_owned(),
                 members: Vec::new(),
@@ -195,17 +221,28 @@ impl Journal {
                 len: 0,
                 group: vec![0; HEADER],
                 unsettled: 0,
-            })),
-            checkpointing: Arc::new(AtomicBool::new(false)),
+                busy: false,
+            }),
+            settled: Condvar::new(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("virc-settler".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    s.run(&job);
+                }
+            })
+            .map_err(io)?;
+        Ok(Self {
+            shared,
+            settler: tx,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the maps half-updated
-        // in a way later reads would misread: every update is one insert.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.lock()
     }
 
     /// Registers a tree written through the journal; returns its handle.
@@ -218,6 +255,7 @@ impl Journal {
             name,
             tree,
             overlay: Overlay::default(),
+            settling: None,
         });
         u16::try_from(j.members.len() - 1).unwrap_or(u16::MAX)
     }
@@ -239,110 +277,170 @@ impl Journal {
         if let Some(v) = &value {
             push_bytes(g, v);
         }
-        m.overlay.insert(key.to_vec(), value);
+        // Most keys (balances, a bot's record) are rewritten at every
+        // tick: their entry is reused instead of a new key allocated.
+        match m.overlay.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                m.overlay.insert(key.to_vec(), value);
+            }
+        }
     }
 
-    /// The newest write to `key` not yet settled; `None` if the tree
+    /// The newest write to `key` not yet in its tree; `None` if the tree
     /// itself must be asked.
     pub(super) fn read(&self, member: u16, key: &[u8]) -> Option<Pending> {
-        self.lock()
-            .members
-            .get(usize::from(member))
-            .and_then(|m| m.overlay.get(key))
+        let j = self.lock();
+        let m = j.members.get(usize::from(member))?;
+        m.overlay
+            .get(key)
+            .or_else(|| m.settling.as_ref().and_then(|s| s.get(key)))
             .map(|v| v.clone().map_or(Pending::Removed, Pending::Put))
     }
 
     /// Makes the current group one frame in the journal file: after a
-    /// crash all of its writes are there or none.
+    /// crash all of its writes are there or none. Every
+    /// [`SETTLE_GROUPS`] groups (and when a segment is full) the writes
+    /// are handed to the settler thread, which copies them into the trees.
     pub fn commit(&self) -> Result<(), StoreError> {
         let mut j = self.lock();
         j.commit()?;
-        if j.unsettled >= SETTLE_AFTER {
-            j.settle()?;
-        }
-        if j.len >= SEGMENT_BYTES && !self.checkpointing.swap(true, Ordering::AcqRel) {
-            self.checkpoint(&mut j)?;
+        if j.unsettled >= SETTLE_GROUPS || j.len >= SEGMENT_BYTES {
+            if j.busy && j.unsettled >= SETTLE_AFTER {
+                // The settler is behind: wait for it rather than let the
+                // overlay grow without bound.
+                j = self.shared.wait_idle(j);
+            }
+            if !j.busy {
+                let job = j.hand_over()?;
+                j.busy = true;
+                drop(j);
+                // The thread lives as long as any clone of this journal.
+                let _ = self.settler.send(job);
+            }
         }
         Ok(())
     }
 
-    /// Commits, then copies every unsettled write into its tree. Call
-    /// between operations, when idle.
+    /// Commits, then copies every write into its tree before returning
+    /// (scans, shutdown).
     pub fn settle(&self) -> Result<(), StoreError> {
         let mut j = self.lock();
         j.commit()?;
-        j.settle()
+        let mut j = self.shared.wait_idle(j);
+        j.settle_here()
     }
 
-    /// Groups committed and not settled.
+    /// Groups committed and not yet handed to the settler.
     pub fn unsettled(&self) -> u64 {
         self.lock().unsettled
     }
 
     /// Commits and makes the journal durable against power loss
-    /// (`fdatasync`), for [`Store::flush`](super::Store::flush).
+    /// (`fdatasync`), for [`Store::flush`](super::Store::flush): waits
+    /// for a running checkpoint, whose old segments hold writes sled has
+    /// not flushed yet.
     pub fn sync(&self) -> Result<(), StoreError> {
         let mut j = self.lock();
         j.commit()?;
-        let dir = j.dir.clone();
-        j.file
-            .sync_data()
-            .map_err(|source| StoreError::Io { dir, source })
+        let j = self.shared.wait_idle(j);
+        j.file.sync_data().map_err(|source| StoreError::Io {
+            dir: j.dir.clone(),
+            source,
+        })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way later reads would misread: every update is one insert.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Settles, starts a new segment and hands the old ones to a thread
-    /// that deletes them once sled has flushed what they held.
-    fn checkpoint(&self, j: &mut Inner) -> Result<(), StoreError> {
-        let done = self.checkpointing.clone();
-        let result = (|| {
-            j.settle()?;
-            let next = j.segment + 1;
-            let file = open_segment(&j.dir, next).map_err(|source| StoreError::Io {
-                dir: j.dir.clone(),
-                source,
-            })?;
-            let old = std::mem::replace(&mut j.file, file);
-            drop(old);
-            let last = j.segment;
-            j.segment = next;
-            j.len = 0;
-            let (db, dir) = (j.db.clone(), j.dir.clone());
-            std::thread::Builder::new()
-                .name("virc-checkpoint".into())
-                .spawn(move || {
-                    let r = db.flush().map_err(StoreError::from).and_then(|_| {
-                        for n in segments(&dir)
-                            .map_err(|source| StoreError::Io {
-                                dir: dir.clone(),
-                                source,
-                            })?
-                            .into_iter()
-                            .filter(|(n, _)| *n <= last)
-                        {
-                            std::fs::remove_file(&n.1).map_err(|source| StoreError::Io {
-                                dir: dir.clone(),
-                                source,
-                            })?;
-                        }
-                        Ok(())
-                    });
-                    if let Err(e) = r {
-                        // The segments stay and are replayed at the next open.
-                        tracing::error!(error = %e, "Journal checkpoint failed; it is retried at the next one");
-                    }
-                    done.store(false, Ordering::Release);
-                })
-                .map_err(|source| StoreError::Io {
-                    dir: j.dir.clone(),
-                    source,
-                })?;
-            Ok(())
-        })();
-        if result.is_err() {
-            self.checkpointing.store(false, Ordering::Release);
+    /// Waits until the settler has no job.
+    fn wait_idle<'a>(&self, mut j: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        while j.busy {
+            j = self
+                .settled
+                .wait(j)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        result
+        j
     }
+
+    /// The settler's work: copy, and for a full segment flush sled and
+    /// delete the segments it held.
+    fn run(&self, job: &Job) {
+        let mut failed = None;
+        for (tree, overlay) in &job.copies {
+            if let Err(e) = copy(tree, overlay) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let (db, dir) = {
+            let j = self.lock();
+            (j.db.clone(), j.dir.clone())
+        };
+        if failed.is_none()
+            && let Some(last) = job.retire
+            && let Err(e) = retire(&db, &dir, last)
+        {
+            // The segments stay and are replayed at the next open.
+            tracing::error!(error = %e, "Journal checkpoint failed; it is retried at the next one");
+        }
+        let mut j = self.lock();
+        for m in &mut j.members {
+            let Some(s) = m.settling.take() else { continue };
+            if failed.is_some() {
+                // Not all of it reached the tree: back into the overlay
+                // (behind anything newer), to be copied again.
+                for (k, v) in s.iter() {
+                    m.overlay.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        if let Some(e) = failed {
+            tracing::error!(error = %e, "Cannot copy the journal into the store; retried at the next settle");
+        }
+        j.busy = false;
+        drop(j);
+        self.settled.notify_all();
+    }
+}
+
+/// Writes one tree's settled keys. One write per key: a sled batch would
+/// take a lock that stalls every other writer, and atomicity is the
+/// journal's job here.
+fn copy(tree: &sled::Tree, overlay: &Overlay) -> Result<(), StoreError> {
+    for (k, v) in overlay {
+        match v {
+            Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+            None => tree.remove(k.as_slice())?,
+        };
+    }
+    Ok(())
+}
+
+/// Flushes sled, then deletes the segments up to `last`: everything they
+/// held is in the trees by now.
+fn retire(db: &sled::Db, dir: &Path, last: u64) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    db.flush()?;
+    for (_, path) in segments(dir)
+        .map_err(io)?
+        .into_iter()
+        .filter(|(n, _)| *n <= last)
+    {
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    Ok(())
 }
 
 fn open_segment(dir: &Path, n: u64) -> Result<File, std::io::Error> {
@@ -378,16 +476,39 @@ impl Inner {
         Ok(())
     }
 
-    fn settle(&mut self) -> Result<(), StoreError> {
-        // One write per key: a sled batch would take a lock that stalls
-        // every other writer, and atomicity is the journal's job here.
+    /// Moves every committed write into a job for the settler (called
+    /// right after a commit, so no group is half in it), starting a new
+    /// segment when the current one is full.
+    fn hand_over(&mut self) -> Result<Job, StoreError> {
+        let mut retire = None;
+        if self.len >= SEGMENT_BYTES {
+            let next = self.segment + 1;
+            self.file = open_segment(&self.dir, next).map_err(|source| StoreError::Io {
+                dir: self.dir.clone(),
+                source,
+            })?;
+            retire = Some(self.segment);
+            self.segment = next;
+            self.len = 0;
+        }
+        let mut copies = Vec::new();
         for m in &mut self.members {
-            for (k, v) in m.overlay.drain() {
-                match v {
-                    Some(v) => m.tree.insert(k, v)?,
-                    None => m.tree.remove(k)?,
-                };
+            if m.overlay.is_empty() {
+                continue;
             }
+            let s = Arc::new(std::mem::take(&mut m.overlay));
+            m.settling = Some(s.clone());
+            copies.push((m.tree.clone(), s));
+        }
+        self.unsettled = 0;
+        Ok(Job { copies, retire })
+    }
+
+    /// Copies every write into its tree on this thread (the settler is idle).
+    fn settle_here(&mut self) -> Result<(), StoreError> {
+        for m in &mut self.members {
+            copy(&m.tree, &m.overlay)?;
+            m.overlay.clear();
         }
         self.unsettled = 0;
         Ok(())
@@ -710,14 +831,36 @@ mod tests {
     }
 
     #[test]
-    fn settles_on_its_own_when_the_daemon_is_never_idle() {
+    fn the_settler_copies_every_batch_and_reads_see_it_throughout() {
         let dir = tempfile::tempdir().unwrap();
         let (store, r) = open(dir.path());
-        for i in 0..SETTLE_AFTER {
-            r[0].put(&i.to_be_bytes(), &i).unwrap();
-            store.journal().commit().unwrap();
+        let raw = store.tree("t.a").unwrap();
+        for round in 0..3u64 {
+            for i in 0..SETTLE_GROUPS {
+                // One key rewritten by every group, one new key per group.
+                r[0].put(b"hot", &(round, i)).unwrap();
+                r[0].put(&(round * SETTLE_GROUPS + i).to_be_bytes(), &i)
+                    .unwrap();
+                if i == SETTLE_GROUPS - 1 {
+                    // Waits for the settler's previous batch, so this one
+                    // is handed over at this commit.
+                    store.journal().sync().unwrap();
+                }
+                store.journal().commit().unwrap();
+                // Before, while and after the settler copies: the newest value.
+                assert_eq!(r[0].get::<(u64, u64)>(b"hot").unwrap(), Some((round, i)));
+            }
+            assert_eq!(store.journal().unsettled(), 0, "handed to the settler");
         }
-        assert_eq!(store.journal().unsettled(), 0);
+        let t = std::time::Instant::now();
+        while raw.len() < usize::try_from(3 * SETTLE_GROUPS + 1).unwrap() {
+            assert!(t.elapsed().as_secs() < 30, "the settler never copied");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        store.journal().settle().unwrap();
+        let hot: (u64, u64) =
+            rmp_serde::from_slice(&raw.get(b"hot").unwrap().unwrap()[1..]).unwrap();
+        assert_eq!(hot, (2, SETTLE_GROUPS - 1));
     }
 
     #[test]

@@ -185,7 +185,7 @@ impl CoinbaseExchange {
 
     fn save_wallet(&self) -> Result<(), StoreError> {
         self.record.put(WALLET, &self.wallet)?;
-        self.journal.settle()
+        self.journal.commit()
     }
 
     fn fail<T>(&mut self, e: RestError) -> Result<T, ExchangeError> {
@@ -373,7 +373,7 @@ impl CoinbaseExchange {
         if let Some(k) = self.known.get(&id) {
             self.record.put(&known_key(id), k)?;
         }
-        self.journal.settle()
+        self.journal.commit()
     }
 
     /// What virc knows of an order: open ones in memory, closed ones in the record.
@@ -427,7 +427,7 @@ impl CoinbaseExchange {
         if let Some(k) = closed {
             self.record.put(&known_key(id), &k)?;
         }
-        self.journal.settle()
+        self.journal.commit()
     }
 
     fn path(target: Target) -> String {
