@@ -139,6 +139,8 @@ struct Inner {
     unsettled: u64,
     /// The settler has a job.
     busy: bool,
+    /// The current segment's directory entry is durable.
+    dir_synced: bool,
 }
 
 /// What the settler copies, and the last segment it may then delete.
@@ -222,6 +224,7 @@ impl Journal {
                 group: vec![0; HEADER],
                 unsettled: 0,
                 busy: false,
+                dir_synced: false,
             }),
             settled: Condvar::new(),
         });
@@ -343,11 +346,19 @@ impl Journal {
     pub fn sync(&self) -> Result<(), StoreError> {
         let mut j = self.lock();
         j.commit()?;
-        let j = self.shared.wait_idle(j);
-        j.file.sync_data().map_err(|source| StoreError::Io {
+        let mut j = self.shared.wait_idle(j);
+        let io = |source| StoreError::Io {
             dir: j.dir.clone(),
             source,
-        })
+        };
+        j.file.sync_data().map_err(io)?;
+        if !j.dir_synced {
+            // A new segment file survives a power loss only once its
+            // directory entry is on disk too.
+            File::open(&j.dir).and_then(|d| d.sync_all()).map_err(io)?;
+            j.dir_synced = true;
+        }
+        Ok(())
     }
 }
 
@@ -374,24 +385,31 @@ impl Shared {
     /// The settler's work: copy, and for a full segment flush sled and
     /// delete the segments it held.
     fn run(&self, job: &Job) {
-        let mut failed = None;
-        for (tree, overlay) in &job.copies {
-            if let Err(e) = copy(tree, overlay) {
-                failed = Some(e);
-                break;
-            }
-        }
         let (db, dir) = {
             let j = self.lock();
             (j.db.clone(), j.dir.clone())
         };
-        if failed.is_none()
-            && let Some(last) = job.retire
-            && let Err(e) = retire(&db, &dir, last)
-        {
-            // The segments stay and are replayed at the next open.
-            tracing::error!(error = %e, "Journal checkpoint failed; it is retried at the next one");
-        }
+        // A panic in sled must not leave `busy` set (every later settle
+        // and sync would wait forever): it counts as a failed copy.
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for (tree, overlay) in &job.copies {
+                copy(tree, overlay)?;
+            }
+            if let Some(last) = job.retire
+                && let Err(e) = retire(&db, &dir, last)
+            {
+                // The segments stay and are replayed at the next open.
+                tracing::error!(error = %e, "Journal checkpoint failed; it is retried at the next one");
+            }
+            Ok::<(), StoreError>(())
+        }))
+        .unwrap_or_else(|_| {
+            Err(StoreError::Corrupt {
+                tree: "journal",
+                detail: "the settler panicked while copying".into(),
+            })
+        })
+        .err();
         let mut j = self.lock();
         for m in &mut j.members {
             let Some(s) = m.settling.take() else { continue };
@@ -490,6 +508,7 @@ impl Inner {
             retire = Some(self.segment);
             self.segment = next;
             self.len = 0;
+            self.dir_synced = false;
         }
         let mut copies = Vec::new();
         for m in &mut self.members {
