@@ -3,9 +3,16 @@
 //!
 //! # Write ahead, then act
 //! A bot's step returns commands; the bot's new state, which already holds
-//! the order intent with its deterministic `client_oid`, is written and
-//! flushed before any order leaves. An exchange's reply and its updates are
-//! fed back to the owning bot as inputs, through one queue, in order.
+//! the order intent with its deterministic `client_oid`, is committed to
+//! the store's journal (see `store::Journal`) before any order leaves, and
+//! flushed to disk too when the order leaves the process (Coinbase). An
+//! exchange's reply and its updates are fed back to the owning bot as
+//! inputs, through one queue, in order.
+//!
+//! This departs from DESIGN.md's "flushed to sled" for the simulated
+//! exchange only: its record is written through the same journal, whose
+//! groups survive `kill -9` once committed and a power loss as one prefix,
+//! so an fsync per paper order (milliseconds) would buy nothing.
 //!
 //! # Recover by asking
 //! On start every unfinished bot is reconciled: its outstanding intent is
@@ -802,8 +809,9 @@ impl Runtime {
             self.save(id)?;
             // Write ahead: the intents are durable before anything leaves the
             // process. A venue keeping its record in our store needs no flush:
-            // sled recovers a prefix of its writes, so after a crash its record
-            // never runs ahead of the intents written before it.
+            // it writes through the same journal, which recovers a prefix of
+            // its groups, so after a crash its record never runs ahead of the
+            // intents committed before it.
             let leaves = commands
                 .iter()
                 .any(|c| matches!(c, Command::Place(_) | Command::Cancel(_)))
