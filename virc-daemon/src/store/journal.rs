@@ -54,6 +54,7 @@ use std::{
     fs::{File, OpenOptions},
     hash::BuildHasherDefault,
     io::{Read, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
 };
@@ -180,7 +181,12 @@ impl Journal {
             dir: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        // As private as the data directory it sits in.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io)?;
         let old = segments(dir).map_err(io)?;
         let mut groups = 0_u64;
         for (i, (_, path)) in old.iter().enumerate() {
@@ -465,6 +471,7 @@ fn open_segment(dir: &Path, n: u64) -> Result<File, std::io::Error> {
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(segment_path(dir, n))
 }
 
