@@ -316,8 +316,12 @@ impl Records {
         Ok(bytes)
     }
 
-    /// Makes everything written so far durable (the whole store, as sled flushes).
+    /// Makes everything written so far durable (the whole sled database,
+    /// as sled flushes; for a journaled tree, the journal too).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Some((j, _)) = &self.journal {
+            j.sync()?;
+        }
         self.tree.flush_async().await?;
         Ok(())
     }
