@@ -128,9 +128,15 @@ impl Currency {
 
     /// The code as text.
     pub fn as_str(&self) -> &str {
-        let len = self.0.iter().position(|&b| b == 0).unwrap_or(Self::MAX_LEN);
         // Only ASCII is ever packed, so this cannot fail.
-        std::str::from_utf8(&self.0[..len]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The code's bytes, without the text check `as_str` makes (store
+    /// keys are built from them on every fill).
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(Self::MAX_LEN);
+        &self.0[..len]
     }
 
     fn key(self) -> u128 {

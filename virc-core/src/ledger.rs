@@ -389,6 +389,11 @@ impl Ledger {
         self.balances.get_str(currency).copied().unwrap_or_default()
     }
 
+    /// [`Ledger::balance`] by code, without comparing text.
+    pub fn balance_in(&self, currency: Currency) -> Balance {
+        self.balances.get(currency).copied().unwrap_or_default()
+    }
+
     /// All balances, by currency.
     pub fn balances(&self) -> impl Iterator<Item = (Currency, &Balance)> {
         self.balances.0.iter().map(|(c, b)| (*c, b))
@@ -402,6 +407,12 @@ impl Ledger {
             .unwrap_or_default()
     }
 
+    /// [`Ledger::fees_paid`] by code, without comparing text; `None` if no
+    /// fee was ever charged in it (a record of it would restore as a zero).
+    pub fn fees_paid_in(&self, currency: Currency) -> Option<Decimal> {
+        self.fees_paid.get(currency).copied()
+    }
+
     /// The hold of an order, if any.
     pub fn hold(&self, order: OrderId) -> Option<&Hold> {
         self.holds.get(&order)
@@ -412,7 +423,8 @@ impl Ledger {
         Currency::new(currency).map_or(Decimal::ZERO, |c| self.reserved_in(bot, c))
     }
 
-    fn reserved_in(&self, bot: BotId, currency: Currency) -> Decimal {
+    /// [`Ledger::reserved`] by code.
+    pub fn reserved_in(&self, bot: BotId, currency: Currency) -> Decimal {
         self.reservations
             .get(&(bot, currency))
             .copied()
@@ -825,7 +837,15 @@ mod tests {
             l.deposit(c, dec!(1)).unwrap();
         }
         let size = Size::new(dec!(0.01)).unwrap();
-        l.settle(oid(1), &btc_usd(), Side::Buy, dec!(0.5), size, dec!(0.002), None);
+        l.settle(
+            oid(1),
+            &btc_usd(),
+            Side::Buy,
+            dec!(0.5),
+            size,
+            dec!(0.002),
+            None,
+        );
         let json = serde_json::to_value(&l).unwrap();
         let balances = json["balances"].as_object().unwrap();
         assert_eq!(
