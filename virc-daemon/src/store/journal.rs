@@ -54,7 +54,7 @@ use std::{
     fs::{File, OpenOptions},
     hash::BuildHasherDefault,
     io::{Read, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard, mpsc},
 };
@@ -181,12 +181,7 @@ impl Journal {
             dir: dir.to_owned(),
             source,
         };
-        // As private as the data directory it sits in.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)
-            .map_err(io)?;
+        super::private_dir(dir)?;
         let old = segments(dir).map_err(io)?;
         let mut groups = 0_u64;
         for (i, (_, path)) in old.iter().enumerate() {

@@ -120,15 +120,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, taking its lock.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
-            dir: dir.to_owned(),
-            source,
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)
-            .map_err(io)?;
+        private_dir(dir)?;
         let lock = lock_dir(dir)?;
         let config = sled::Config::new()
             .path(dir.join("db"))
@@ -477,6 +469,19 @@ fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
         detail: format!("key of {} bytes", key.len()),
     })?;
     Ok(u64::from_be_bytes(arr))
+}
+
+/// Creates `dir` (and its parents) readable by the owner and group only,
+/// as the data directory and everything in it is.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            dir: dir.to_owned(),
+            source,
+        })
 }
 
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
