@@ -573,6 +573,17 @@ impl Config {
             )));
         }
         for (name, x) in &ex.named {
+            // The name goes into store tree names, file keys and tables.
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::Inconsistent(format!(
+                    "[exchanges.{name}]: an exchange name is 1 to 64 letters, digits, '-' or '_' (for example paper or live-eu)"
+                )));
+            }
             match x.kind {
                 ExchangeKind::Sim => {
                     x.sim_terms(name)?;
@@ -808,6 +819,9 @@ mod tests {
         };
         let err = bad("[exchanges.paper]\nmaker_fee = \"2\"\n");
         assert!(err.contains("exchanges.paper.maker_fee"), "{err}");
+        let err =
+            bad("[exchanges]\ndefault = \"my paper\"\n[exchanges.\"my paper\"]\nkind = \"sim\"\n");
+        assert!(err.contains("exchange name is 1 to 64 letters"), "{err}");
         let err = bad("[exchanges.paper]\nwallet = { USD = \"-1\" }\n");
         assert!(err.contains("exchanges.paper.wallet.USD"), "{err}");
         let err = bad("[exchanges.paper]\nwallet = { \"US DOLLAR\" = \"1\" }\n");
