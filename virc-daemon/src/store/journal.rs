@@ -304,7 +304,7 @@ impl Journal {
 
     /// Makes the current group one frame in the journal file: after a
     /// crash all of its writes are there or none. Every
-    /// [`SETTLE_GROUPS`] groups (and when a segment is full) the writes
+    /// 64 groups (`SETTLE_GROUPS`; and when a segment is full) the writes
     /// are handed to the settler thread, which copies them into the trees.
     pub fn commit(&self) -> Result<(), StoreError> {
         let mut j = self.lock();

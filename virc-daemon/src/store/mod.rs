@@ -2,12 +2,12 @@
 //! methods so that key layouts and durability rules live in this file only.
 //!
 //! # Layout
-//! - `meta`: `schema_version` (u32, big-endian). Version 2 writes records
-//!   as MessagePack ([`Records`]); a version-1 store (JSON records) opens,
-//!   reads as it is and is marked 2, so that an older daemon refuses it
-//!   instead of misreading it.
+//! - `meta`: `schema_version` (u32, big-endian; see [`SCHEMA_VERSION`]).
+//!   An older store opens, reads as it is (JSON records, journal trees
+//!   replayed once) and is marked with this build's version, so that an
+//!   older daemon refuses it instead of misreading it.
 //! - every other tree of bots, orders, fills and wallets: [`Records`].
-//! - `journal/` (beside `db/`): the write-ahead journal's segment files.
+//! - `journal/` (beside `db/`): the write-ahead [`Journal`]'s segment files.
 //! - `events`: key = sequence number (u64, big-endian, so iteration is in
 //!   order), value = the protobuf-encoded `virc.v1.Event`. Protobuf is the
 //!   value format because the event is the API's own versioned type: a newer
@@ -18,9 +18,10 @@
 //! operation, in every tree, from a lock-free counter to a global RwLock
 //! (sled 0.34's `concurrency_control`), and each batch then holds that
 //! lock's write side: one event-log batch stalled a bot's tick for up to
-//! half a millisecond. Writes that must land together go through a
-//! [`Journal`] (one insert); runs of records that may be cut short after a
-//! crash are written one by one, since sled recovers a prefix of the writes.
+//! half a millisecond. Writes that must land together go through the
+//! [`Journal`] (one file append); runs of records that may be cut short
+//! after a crash are written one by one, since sled recovers a prefix of
+//! the writes.
 //!
 //! # Exclusive use
 //! A `virc.lock` file in the data directory is locked (`flock`) for the
