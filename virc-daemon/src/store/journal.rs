@@ -189,7 +189,19 @@ impl Journal {
             File::open(path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io)?;
-            let (n, rest) = replay(&db, &bytes)?;
+            let (n, rest) = replay(&db, &bytes).map_err(|e| match e {
+                // Intact bytes that do not decode: a bug, not a crash. Say
+                // which file, and the way out that loses only its writes.
+                StoreError::Corrupt { tree, detail } => StoreError::Corrupt {
+                    tree,
+                    detail: format!(
+                        "{detail} ({}); move that file out of {} to start without the writes it holds",
+                        path.display(),
+                        dir.display()
+                    ),
+                },
+                other => other,
+            })?;
             groups += n;
             if rest > 0 {
                 // A torn tail (power loss): what follows it, here or in a
@@ -825,6 +837,26 @@ mod tests {
         let (_store, r) = open(dir.path());
         assert_eq!(r[0].get::<u32>(b"kept").unwrap(), Some(1));
         assert_eq!(r[0].get::<u32>(b"torn").unwrap(), None);
+    }
+
+    #[test]
+    fn an_intact_frame_that_does_not_decode_names_its_file_and_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let seg = segments(&dir.path().join("journal")).unwrap().remove(0).1;
+        // A put whose tree name runs past the end, with a valid checksum.
+        let body = [PUT, 200, b't'];
+        let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        frame.extend_from_slice(&body);
+        std::fs::write(&seg, &frame).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("cut short in a tree name")
+                && err.contains(&seg.display().to_string())
+                && err.contains("move that file out of"),
+            "{err}"
+        );
     }
 
     #[test]
