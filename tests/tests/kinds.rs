@@ -568,3 +568,57 @@ async fn a_conditional_bot_fires_at_the_candle_the_reference_rsi_names() {
     );
     daemon.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_bot_loaded_at_a_restart_still_sees_every_trade() {
+    let dir = tempfile::tempdir().unwrap();
+    // Created while no market trades, so it cannot fire before the restart.
+    let daemon = TestDaemon::start(
+        virc_tests::test_config(dir.path()),
+        Credentials::default(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut bots = BotsClient::new(daemon.channel().await);
+    let step = |s: pb::conditional_step::Step| pb::ConditionalStep { step: Some(s) };
+    bots.create(spec(
+        "watcher",
+        Kind::Conditional(pb::ConditionalSpec {
+            steps: vec![
+                step(pb::conditional_step::Step::When(pb::RuleCondition {
+                    rule: r#"{">=": [{"var": "ticker.price"}, 1]}"#.into(),
+                    syntax: pb::RuleSyntax::Jsonlogic as i32,
+                })),
+                step(pb::conditional_step::Step::Order(pb::ConditionalOrder {
+                    side: pb::Side::Buy as i32,
+                    size: "0.1".into(),
+                    price: "100.00".into(),
+                })),
+            ],
+            r#loop: false,
+            product_id: "BTC-USD".into(),
+        }),
+    ))
+    .await
+    .unwrap();
+    daemon.stop().await.unwrap();
+
+    // Restarted on a market: the bot, loaded from the store, fires.
+    let rec = dir.path().join("flat.jsonl");
+    write_market(&rec, "BTC-USD", &["100.00"; 30], 100.0, "0.5");
+    let daemon = TestDaemon::start(
+        market_config(dir.path(), &rec, "1000x"),
+        Credentials::default(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut bots = BotsClient::new(daemon.channel().await);
+    let b = wait_for_bot(&mut bots, "watcher", "the program ends", |b| {
+        b.status == pb::BotStatus::Ended as i32
+    })
+    .await;
+    assert_eq!(fills_of(&daemon.channel().await, &b.id).await.len(), 1);
+    daemon.stop().await.unwrap();
+}

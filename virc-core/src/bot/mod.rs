@@ -627,6 +627,13 @@ impl Machine {
         }
     }
 
+    /// Whether [`Machine::wants_market`] can ever be true for it: a range
+    /// bot follows only its own orders, so the runtime need not visit it
+    /// for each trade.
+    pub fn may_want_market(&self) -> bool {
+        !matches!(self, Self::Range(_))
+    }
+
     /// Whether it wants a [`BotInput::Market`] for every trade on its product.
     pub fn wants_market(&self) -> bool {
         match self {

@@ -816,6 +816,7 @@ impl Runtime {
             machine: checked.machine,
             history_len: 0,
         };
+        super::watch(&mut self.watchers, &rec);
         self.bots.insert(id, rec);
         self.names.insert(name, id);
         self.save(id)?;

@@ -36,7 +36,7 @@ mod convert;
 mod create;
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
 };
 
@@ -359,6 +359,10 @@ pub struct Runtime {
     default_exchange: String,
     bots: BTreeMap<BotId, BotRecord>,
     names: BTreeMap<String, BotId>,
+    /// By product, the bots that may want each of its trades (every kind
+    /// but range): a trade visits these, not all bots, so its cost does not
+    /// grow with the number of range bots.
+    watchers: BTreeMap<String, BTreeSet<BotId>>,
     markets: BTreeMap<String, Mirror>,
     store: Store,
     records: Records,
@@ -383,6 +387,16 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Adds `rec` to the bots that see every trade of its product, if its kind may want them.
+fn watch(watchers: &mut BTreeMap<String, BTreeSet<BotId>>, rec: &BotRecord) {
+    if rec.machine.may_want_market() {
+        watchers
+            .entry(rec.machine.product_id().to_owned())
+            .or_default()
+            .insert(rec.id);
+    }
+}
+
 /// What the runtime failed at while starting.
 pub type StartError = crate::store::StoreError;
 
@@ -401,8 +415,10 @@ impl Runtime {
         let history = store.records("bot_history")?;
         let mut bots = BTreeMap::new();
         let mut names = BTreeMap::new();
+        let mut watchers = BTreeMap::new();
         for (_, rec) in records.all::<BotRecord>()? {
             names.insert(rec.name.clone(), rec.id);
+            watch(&mut watchers, &rec);
             bots.insert(rec.id, rec);
         }
         let (tx, rx) = mpsc::channel(1024);
@@ -413,6 +429,7 @@ impl Runtime {
                 default_exchange,
                 bots,
                 names,
+                watchers,
                 markets: BTreeMap::new(),
                 store,
                 records,
@@ -657,13 +674,12 @@ impl Runtime {
         // Then the bots that watch the market see the trade, after its fills.
         if let Input::Trade(product, t, _) = &input {
             let queue: VecDeque<_> = self
-                .bots
-                .values()
-                .filter(|b| {
-                    b.machine.status() == BotStatus::Running
-                        && b.machine.wants_market()
-                        && b.machine.product_id() == product.as_str()
-                })
+                .watchers
+                .get(product.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.bots.get(id))
+                .filter(|b| b.machine.status() == BotStatus::Running && b.machine.wants_market())
                 .map(|b| (b.id, BotInput::Market { price: t.price }))
                 .collect();
             if !queue.is_empty()
@@ -1452,6 +1468,11 @@ impl Runtime {
                 self.store.flush().await?;
                 let rec = self.bots.remove(&id);
                 self.names.remove(&name);
+                if let Some(r) = &rec
+                    && let Some(set) = self.watchers.get_mut(r.machine.product_id())
+                {
+                    set.remove(&id);
+                }
                 self.events
                     .emit(Draft {
                         bot_id: id.to_string(),
