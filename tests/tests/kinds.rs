@@ -34,6 +34,27 @@ fn spec(name: &str, kind: Kind) -> pb::CreateBotRequest {
     }
 }
 
+/// A one-shot conditional bot on BTC-USD: when the JsonLogic `rule` holds,
+/// buy 0.1 at `price` (`mkt` for a market order).
+fn when_then_buy(rule: &str, price: &str) -> Kind {
+    let step = |s: pb::conditional_step::Step| pb::ConditionalStep { step: Some(s) };
+    Kind::Conditional(pb::ConditionalSpec {
+        steps: vec![
+            step(pb::conditional_step::Step::When(pb::RuleCondition {
+                rule: rule.into(),
+                syntax: pb::RuleSyntax::Jsonlogic as i32,
+            })),
+            step(pb::conditional_step::Step::Order(pb::ConditionalOrder {
+                side: pb::Side::Buy as i32,
+                size: "0.1".into(),
+                price: price.into(),
+            })),
+        ],
+        r#loop: false,
+        product_id: "BTC-USD".into(),
+    })
+}
+
 /// Waits until the last trade of BTC-USD is `price`.
 async fn wait_price(ch: &Channel, price: &str) {
     let mut market = MarketClient::new(ch.clone());
@@ -484,25 +505,10 @@ async fn a_conditional_bot_fires_at_the_candle_the_reference_rsi_names() {
         .unwrap();
     let ch = daemon.channel().await;
     let mut bots = BotsClient::new(ch.clone());
-    let step = |s: pb::conditional_step::Step| pb::ConditionalStep { step: Some(s) };
     let created = bots
         .create(spec(
             "rsi",
-            Kind::Conditional(pb::ConditionalSpec {
-                steps: vec![
-                    step(pb::conditional_step::Step::When(pb::RuleCondition {
-                        rule: r#"{">=": [{"var": "p60.rsi14"}, 70]}"#.into(),
-                        syntax: pb::RuleSyntax::Jsonlogic as i32,
-                    })),
-                    step(pb::conditional_step::Step::Order(pb::ConditionalOrder {
-                        side: pb::Side::Buy as i32,
-                        size: "0.1".into(),
-                        price: "mkt".into(),
-                    })),
-                ],
-                r#loop: false,
-                product_id: "BTC-USD".into(),
-            }),
+            when_then_buy(r#"{">=": [{"var": "p60.rsi14"}, 70]}"#, "mkt"),
         ))
         .await
         .unwrap()
@@ -581,24 +587,9 @@ async fn a_conditional_bot_loaded_at_a_restart_still_sees_every_trade() {
     .await
     .unwrap();
     let mut bots = BotsClient::new(daemon.channel().await);
-    let step = |s: pb::conditional_step::Step| pb::ConditionalStep { step: Some(s) };
     bots.create(spec(
         "watcher",
-        Kind::Conditional(pb::ConditionalSpec {
-            steps: vec![
-                step(pb::conditional_step::Step::When(pb::RuleCondition {
-                    rule: r#"{">=": [{"var": "ticker.price"}, 1]}"#.into(),
-                    syntax: pb::RuleSyntax::Jsonlogic as i32,
-                })),
-                step(pb::conditional_step::Step::Order(pb::ConditionalOrder {
-                    side: pb::Side::Buy as i32,
-                    size: "0.1".into(),
-                    price: "100.00".into(),
-                })),
-            ],
-            r#loop: false,
-            product_id: "BTC-USD".into(),
-        }),
+        when_then_buy(r#"{">=": [{"var": "ticker.price"}, 1]}"#, "100.00"),
     ))
     .await
     .unwrap();
